@@ -1,0 +1,348 @@
+"""The ``certpipeline`` command line (contract section 7).
+
+Every command runs through the same Dagster definitions the UI loads. A
+refusal or a bad argument prints one line to standard error and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+
+EXIT_REFUSED = 1
+
+
+class CliError(Exception):
+    """A one-line error for the user."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message):  # argparse would print the usage too
+        raise CliError(f"{self.prog}: {message} (see --help)")
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date YYYY-MM-DD: {text!r}") from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
+
+
+def _filter(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"filters are KEY=VALUE, not {text!r}")
+    return key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="certpipeline", description="Certificate reports from learning platform events.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    generate = commands.add_parser("generate", help="write synthetic landing files to run on")
+    generate.add_argument("--learners", type=_positive, default=1000)
+    generate.add_argument("--days", type=_positive, default=30)
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--end-date", type=_date, default=None, help="last landing day (default: yesterday, UTC)")
+
+    run = commands.add_parser("run", help="ingest and build every report for a day or a range of days")
+    when = run.add_mutually_exclusive_group(required=True)
+    when.add_argument("--date", type=_date)
+    when.add_argument("--from", dest="from_date", type=_date)
+    run.add_argument("--to", dest="to_date", type=_date)
+
+    request = commands.add_parser("request", help="file a report request and print its id")
+    request.add_argument("report_type", metavar="REPORT_TYPE")
+    request.add_argument("--by", required=True, metavar="USER_ID", help="the requesting user")
+    scope = request.add_mutually_exclusive_group()
+    scope.add_argument("--course", metavar="ID")
+    scope.add_argument("--batch", metavar="ID")
+    scope.add_argument("--certificate", metavar="ID")
+    request.add_argument("--learner", metavar="USER_ID", help="with --certificate")
+    request.add_argument("--filter", dest="filters", type=_filter, action="append", default=[], metavar="KEY=VALUE")
+    password = request.add_mutually_exclusive_group()
+    password.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    password.add_argument("--password-file", type=Path, metavar="PATH")
+
+    listing = commands.add_parser("requests", help="the last ten requests of a scope, newest first")
+    listed = listing.add_mutually_exclusive_group(required=True)
+    listed.add_argument("--course", metavar="ID")
+    listed.add_argument("--batch", metavar="ID")
+    listed.add_argument("--certificate", metavar="ID")
+
+    commands.add_parser("process-requests", help="produce every waiting request now")
+    return parser
+
+
+# -- environment ---------------------------------------------------------------
+
+
+def _warehouse():
+    from certpipeline.definitions import defs
+
+    return defs.resources["warehouse"]
+
+
+def dagster_instance():
+    """The persistent Dagster instance: ``DAGSTER_HOME``, by default
+    ``<data dir>/dagster_home`` so the UI and the CLI share run history."""
+    import dagster as dg
+
+    from certpipeline.warehouse import data_dir_from_env
+
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        home = str(data_dir_from_env() / "dagster_home")
+        os.environ["DAGSTER_HOME"] = home
+    Path(home).mkdir(parents=True, exist_ok=True)
+    config = Path(home) / "dagster.yaml"
+    if not config.exists():
+        config.write_text("telemetry:\n  enabled: false\n")
+    return dg.DagsterInstance.get()
+
+
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# -- commands --------------------------------------------------------------------
+
+
+def cmd_generate(args) -> int:
+    from certpipeline.generate import generate_landing
+    from certpipeline.warehouse import data_dir_from_env
+
+    started = time.monotonic()
+    last = [0.0]
+
+    def progress(stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 1 or done == total:
+            last[0] = now
+            _progress(f"generate: {stage} {done:,}/{total:,}")
+
+    summary = generate_landing(
+        data_dir_from_env(), learners=args.learners, days=args.days, seed=args.seed, end_date=args.end_date,
+        progress=progress,
+    )
+    print(
+        f"wrote {summary.lines:,} lines in {summary.files} files for {summary.days[0]}..{summary.days[-1]} "
+        f"({summary.malformed_lines:,} malformed, {summary.duplicate_lines:,} duplicates) "
+        f"in {time.monotonic() - started:.1f}s"
+    )
+    return 0
+
+
+def _days(args) -> list[dt.date]:
+    if args.date:
+        if args.to_date:
+            raise CliError("certpipeline run: --to goes with --from, not --date")
+        return [args.date]
+    if not args.to_date:
+        raise CliError("certpipeline run: --from needs --to")
+    if args.to_date < args.from_date:
+        raise CliError(f"certpipeline run: --to {args.to_date} is before --from {args.from_date}")
+    return [args.from_date + dt.timedelta(days=i) for i in range((args.to_date - args.from_date).days + 1)]
+
+
+def cmd_run(args) -> int:
+    from certpipeline.definitions import defs
+    from certpipeline.defs.partitions import daily_partitions
+    from certpipeline.ingestion import file_accounts
+
+    days = _days(args)
+    warehouse = _warehouse()
+    missing = [d for d in days if not warehouse.paths.landing_day(d).is_dir()]
+    if missing:
+        raise CliError(
+            f"certpipeline run: no landing folder for {missing[0]} "
+            f"(expected {warehouse.paths.landing_day(missing[0])}){' and %d more days' % (len(missing) - 1) if len(missing) > 1 else ''}"
+        )
+    keys = set(daily_partitions.get_partition_keys())
+    outside = [d for d in days if d.isoformat() not in keys]
+    if outside:
+        raise CliError(
+            f"certpipeline run: {outside[0]} is outside the daily partitions "
+            f"({daily_partitions.start:%Y-%m-%d} to yesterday; set CERTPIPELINE_FIRST_DAY for older days)"
+        )
+    instance = dagster_instance()
+    job = defs.resolve_job_def("nightly_job")
+    started = time.monotonic()
+    for number, day in enumerate(days, start=1):
+        _progress(f"run: [{number}/{len(days)}] {day} ...")
+        day_started = time.monotonic()
+        result = job.execute_in_process(
+            partition_key=day.isoformat(), instance=instance, raise_on_error=False, run_config=QUIET_RUN_CONFIG
+        )
+        if not result.success:
+            reason = _failure_reason(result)
+            raise CliError(f"certpipeline run: {day} failed (run {result.run_id}): {reason}")
+        _progress(f"run: [{number}/{len(days)}] {day} done in {time.monotonic() - day_started:.1f}s")
+    with warehouse.work() as con:
+        accounts = [account for day in days for account in file_accounts(con, day)]
+    print(f"{'day':<12}{'files':>6}{'read':>12}{'accepted':>12}{'duplicates':>12}{'rejected':>10}")
+    for day in days:
+        mine = [a for a in accounts if a.landing_date == day]
+        print(
+            f"{day.isoformat():<12}{len(mine):>6}{sum(a.lines_read for a in mine):>12,}"
+            f"{sum(a.accepted for a in mine):>12,}{sum(a.duplicates for a in mine):>12,}{sum(a.rejected for a in mine):>10,}"
+        )
+    print(f"{len(days)} day(s) in {time.monotonic() - started:.1f}s; warehouse: {warehouse.paths.warehouse}")
+    return 0
+
+
+def _failure_reason(result) -> str:
+    """The innermost error of the first failed step, on one line."""
+    failure = next((e for e in result.all_events if e.is_step_failure), None)
+    if failure is None:
+        return "see the run in the Dagster UI"
+    error = failure.step_failure_data.error
+    while error.cause is not None:
+        error = error.cause
+    return " ".join(error.message.split())
+
+
+def _read_password(args) -> str | None:
+    if args.password_stdin:
+        text = sys.stdin.readline()
+    elif args.password_file:
+        try:
+            text = args.password_file.read_text(encoding="utf-8").splitlines()[0] if args.password_file.stat().st_size else ""
+        except OSError as error:
+            raise CliError(f"certpipeline request: cannot read the password file: {error.strerror}") from None
+    else:
+        return None
+    password = text.rstrip("\r\n")
+    if not password:
+        raise CliError("certpipeline request: the password is empty")
+    return password
+
+
+def _published_state(warehouse):
+    from certpipeline.state import CATALOG_ENTITIES, load_state
+
+    path = warehouse.paths.warehouse
+    if not path.exists():
+        raise CliError(f"certpipeline request: no warehouse at {path} yet; run `certpipeline run` first")
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        return load_state(con, dt.datetime.now(dt.timezone.utc).date(), entities=CATALOG_ENTITIES)
+    finally:
+        con.close()
+
+
+def cmd_request(args) -> int:
+    from certpipeline import requests as report_requests
+    from certpipeline.password_vault import PasswordVault
+
+    if args.learner and not args.certificate:
+        raise CliError("certpipeline request: --learner goes with --certificate")
+    spec = report_requests.RequestSpec(
+        report_type=args.report_type, requested_by=args.by, course=args.course, batch=args.batch,
+        certificate=args.certificate, learner=args.learner, filters=tuple(sorted(args.filters)),
+    )
+    password = _read_password(args)
+    warehouse = _warehouse()
+    state = _published_state(warehouse)
+    try:
+        ciphertext = PasswordVault(warehouse.paths.pipeline / "secret.key").seal(password) if password else None
+        del password
+        with warehouse.requests() as queue:
+            request_id = report_requests.file_request(queue, state, spec, ciphertext)
+    except report_requests.RequestRefused as refusal:
+        raise CliError(f"certpipeline request: refused: {refusal}") from None
+    print(request_id)
+    return 0
+
+
+def cmd_requests(args) -> int:
+    from certpipeline import requests as report_requests
+
+    kind, scope_id = next((k, v) for k, v in (("course", args.course), ("batch", args.batch), ("certificate", args.certificate)) if v)
+    with _warehouse().requests() as queue:
+        listed = report_requests.list_requests(queue, kind, scope_id)
+    if listed.is_empty():
+        print(f"no requests for {kind} {scope_id}")
+        return 0
+    for row in listed.iter_rows(named=True):
+        when = row["requested_at"].strftime("%Y-%m-%d %H:%M:%SZ")
+        detail = row["file_path"] or row["status_reason"] or ""
+        print(f"{row['request_id']}  {row['status']:<9}  {row['report_type']:<28}  {row['scope']}  by {row['requested_by']}  {when}  {detail}")
+    return 0
+
+
+def cmd_process_requests(args) -> int:
+    from certpipeline import pipeline
+    from certpipeline.definitions import defs
+    from certpipeline.defs.partitions import request_partitions
+    from certpipeline.defs.requests import claim_run_requests
+
+    warehouse = _warehouse()
+    instance = dagster_instance()
+    run_requests = claim_run_requests(warehouse, include_leased=True)
+    if not run_requests:
+        print("no waiting requests")
+        return 0
+    instance.add_dynamic_partitions(request_partitions.name, [r.partition_key for r in run_requests])
+    job = defs.resolve_job_def("report_request_job")
+    for number, run_request in enumerate(run_requests, start=1):
+        _progress(f"process-requests: [{number}/{len(run_requests)}] {run_request.partition_key}")
+        job.execute_in_process(
+            partition_key=run_request.partition_key, instance=instance, raise_on_error=False,
+            run_config=QUIET_RUN_CONFIG, tags=run_request.tags,
+        )
+    with warehouse.work() as con:
+        pipeline.publish_warehouse(con, warehouse.paths)
+    with warehouse.requests() as queue:
+        for run_request in run_requests:
+            stored = queue.execute(
+                "SELECT status, coalesce(file_path, status_reason, '') FROM ops.report_requests WHERE request_id = ?",
+                [run_request.partition_key],
+            ).fetchall()[0]
+            print(f"{run_request.partition_key}  {stored[0]:<8}  {stored[1]}")
+    return 0
+
+
+COMMANDS = {
+    "generate": cmd_generate,
+    "run": cmd_run,
+    "request": cmd_request,
+    "requests": cmd_requests,
+    "process-requests": cmd_process_requests,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except CliError as error:
+        print(str(error), file=sys.stderr)
+        return EXIT_REFUSED
+    except KeyboardInterrupt:
+        print("certpipeline: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Resources: the only way Dagster code reaches the data directory."""
+
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dagster as dg
+import duckdb
+
+from certpipeline import pipeline
+from certpipeline.warehouse import LOCK_TIMEOUT_SECONDS, DataPaths, connect_locked, data_dir_from_env
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The data directory: landing files, the working database, the published
+    warehouse and the exhausts. ``work()`` and ``requests()`` hold the matching
+    inter-process lock for as long as the connection is open."""
+
+    data_dir: str
+    lock_timeout_seconds: float = LOCK_TIMEOUT_SECONDS
+
+    @classmethod
+    def from_environment(cls) -> "WarehouseResource":
+        """``CERTPIPELINE_DATA_DIR``, or ``data/`` in the repository."""
+        return cls(data_dir=str(data_dir_from_env()))
+
+    @property
+    def paths(self) -> DataPaths:
+        return DataPaths(pipeline.resolve_dir(self.data_dir))
+
+    @contextmanager
+    def work(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.paths.pipeline.mkdir(parents=True, exist_ok=True)
+        with connect_locked(self.paths.work_db, "work.lock", self.lock_timeout_seconds) as con:
+            pipeline.prepare_work_database(con)
+            yield con
+
+    @contextmanager
+    def requests(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.paths.pipeline.mkdir(parents=True, exist_ok=True)
+        with connect_locked(self.paths.requests_db, "requests.lock", self.lock_timeout_seconds) as con:
+            pipeline.prepare_requests_database(con)
+            yield con

@@ -1,0 +1,129 @@
+"""The input event contract (contract section 2) as data.
+
+Ingestion turns this table into SQL validation, the generator follows it and
+the tests read it, so the contract is written down once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Field kinds. Each maps to a check on the JSON value in ingestion.
+STRING = "string"
+BOOL = "bool"
+INT = "int"
+NUMBER = "number"
+TIMESTAMP = "timestamp"  # ISO-8601 string, UTC when it has no offset
+DATE = "date"  # ISO-8601 date or timestamp string
+STRING_LIST = "string_list"  # list of strings
+STRING_MAP = "string_map"  # object, string to string
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    kind: str
+    required: bool = False
+    allowed: tuple[str, ...] | None = None  # for enumerated strings
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+def _f(name, kind=STRING, required=False, allowed=None, minimum=None, maximum=None):
+    return Field(name, kind, required, tuple(allowed) if allowed else None, minimum, maximum)
+
+
+ENROLLMENT_STATUSES = ("not_started", "in_progress", "completed", "failed")
+SESSION_STATUSES = ("not_started", "ongoing", "ended", "archived")
+MEMBER_ROLES = ("learner", "coach", "admin")
+
+EVENT_TYPES: dict[str, tuple[Field, ...]] = {
+    "user.upserted": (
+        _f("user_id", required=True),
+        _f("name", required=True),
+        _f("email", required=True),
+        _f("registered_at", TIMESTAMP, required=True),
+        _f("custom_fields", STRING_MAP),
+        _f("platform_role", allowed=("admin",)),
+    ),
+    "user.deleted": (_f("user_id", required=True),),
+    "group.upserted": (
+        _f("group_id", required=True),
+        _f("name", required=True),
+        _f("parent_group_id"),
+    ),
+    "group_member.added": (
+        _f("group_id", required=True),
+        _f("user_id", required=True),
+        _f("role", required=True, allowed=MEMBER_ROLES),
+    ),
+    "group_member.removed": (
+        _f("group_id", required=True),
+        _f("user_id", required=True),
+        _f("role", required=True, allowed=MEMBER_ROLES),
+    ),
+    "course.upserted": (
+        _f("course_id", required=True),
+        _f("name", required=True),
+        _f("created_by"),
+        _f("authors", STRING_LIST),
+        _f("instructors", STRING_LIST),
+    ),
+    "session.upserted": (
+        _f("session_id", required=True),
+        _f("course_id", required=True),
+        _f("name", required=True),
+        _f("start_date", DATE),
+        _f("end_date", DATE),
+        _f("status", allowed=SESSION_STATUSES),
+        _f("certificate_id"),
+        _f("auto_reenrollment", BOOL),
+        _f("created_by"),
+        _f("mentors", STRING_LIST),
+    ),
+    "session.deleted": (_f("session_id", required=True),),
+    "certificate.upserted": (
+        _f("certificate_id", required=True),
+        _f("title", required=True),
+        _f("certificate_type"),
+        _f("owner_group_id"),
+        _f("validity_months", INT, minimum=1),
+    ),
+    "enrollment.created": (
+        _f("enrollment_id", required=True),
+        _f("user_id", required=True),
+        _f("session_id", required=True),
+        _f("enrolled_at", TIMESTAMP, required=True),
+        _f("auto_reenrolled", BOOL),
+    ),
+    "enrollment.progressed": (
+        _f("enrollment_id", required=True),
+        _f("status", required=True, allowed=ENROLLMENT_STATUSES),
+        _f("progress_percent", NUMBER, minimum=0, maximum=100),
+        _f("completed_at", TIMESTAMP),
+    ),
+    "enrollment.deleted": (_f("enrollment_id", required=True),),
+    "certificate.issued": (
+        _f("award_id", required=True),
+        _f("user_id", required=True),
+        _f("certificate_id", required=True),
+        _f("issued_at", TIMESTAMP, required=True),
+        _f("enrollment_id"),
+        _f("course_id"),
+    ),
+    "certificate.revoked": (_f("award_id", required=True),),
+    "question.answered": (
+        _f("attempt_id", required=True),
+        _f("user_id", required=True),
+        _f("session_id", required=True),
+        _f("question_set_id", required=True),
+        _f("question_id", required=True),
+        _f("question_text"),
+        _f("response"),
+        _f("score", NUMBER),
+        _f("max_score", NUMBER),
+        _f("answered_at", TIMESTAMP, required=True),
+    ),
+}
+
+ENVELOPE_FIELDS = ("event_id", "event_type", "occurred_at", "payload")

@@ -1,0 +1,383 @@
+"""Ingestion: one landing day of raw event files into ``raw.events``.
+
+Every line read ends in exactly one place: ``raw.events`` (valid, possibly a
+duplicate delivery) or ``raw.rejected_events`` (with its reason). Which copy of
+a duplicated ``event_id`` counts is decided by one global rule, the earliest
+(landing_date, file, line_number), so the result does not depend on the order
+in which days are (re)ingested.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from certpipeline import events as ev
+from certpipeline.warehouse import DataPaths
+
+RAW_DDL = """
+CREATE SCHEMA IF NOT EXISTS raw;
+CREATE TABLE IF NOT EXISTS raw.events (
+    event_id VARCHAR NOT NULL,
+    event_type VARCHAR NOT NULL,
+    occurred_at TIMESTAMPTZ NOT NULL,
+    landing_date DATE NOT NULL,
+    file VARCHAR NOT NULL,
+    line_number BIGINT NOT NULL,
+    payload JSON NOT NULL,
+    is_duplicate BOOLEAN NOT NULL DEFAULT false
+);
+CREATE TABLE IF NOT EXISTS raw.rejected_events (
+    landing_date DATE NOT NULL,
+    file VARCHAR NOT NULL,
+    line_number BIGINT,
+    raw_line VARCHAR,
+    reason VARCHAR NOT NULL
+);
+-- Event ids whose counted copy may have changed, waiting for the entity
+-- history to be refreshed (written and consumed in separate transactions).
+CREATE TABLE IF NOT EXISTS raw.history_refresh_queue (event_id VARCHAR NOT NULL);
+CREATE TABLE IF NOT EXISTS raw.landing_files (
+    landing_date DATE NOT NULL,
+    file VARCHAR NOT NULL,
+    lines_read BIGINT NOT NULL,
+    ingested_at TIMESTAMPTZ NOT NULL
+);
+"""
+
+# Timestamps outside this window are typos or corrupt exports, not history.
+EARLIEST_TIMESTAMP = "1970-01-01"
+LATEST_TIMESTAMP = "2100-01-01"
+
+
+class LandingDayMissing(FileNotFoundError):
+    pass
+
+
+@dataclass(frozen=True)
+class FileAccount:
+    landing_date: dt.date
+    file: str
+    lines_read: int
+    accepted: int
+    duplicates: int
+    rejected: int
+
+
+def landing_files(paths: DataPaths, day: dt.date) -> list[Path]:
+    folder = paths.landing_day(day)
+    if not folder.is_dir():
+        raise LandingDayMissing(f"no landing folder for {day.isoformat()}: {folder}")
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and (p.name.endswith(".jsonl") or p.name.endswith(".jsonl.gz"))
+    )
+
+
+def available_landing_days(paths: DataPaths) -> list[dt.date]:
+    days = []
+    if paths.landing.is_dir():
+        for folder in paths.landing.iterdir():
+            if folder.is_dir() and folder.name.startswith("date="):
+                try:
+                    days.append(dt.date.fromisoformat(folder.name[5:]))
+                except ValueError:
+                    continue
+    return sorted(days)
+
+
+def split_lines(data: bytes) -> pa.Array:
+    """The lines of a file as a binary array, without their line terminators."""
+    if not data:
+        return pa.array([], pa.large_binary())
+    lines = pc.split_pattern(pa.array([data], pa.large_binary()), pattern=b"\n").flatten()
+    if data.endswith(b"\n"):
+        lines = lines.slice(0, len(lines) - 1)
+    # Windows line endings: drop one trailing carriage return.
+    return pc.replace_substring_regex(lines, pattern=b"\r$", replacement=b"", max_replacements=1)
+
+
+def read_file_bytes(path: Path) -> bytes:
+    if path.name.endswith(".gz"):
+        with gzip.open(path, "rb") as handle:
+            return handle.read()
+    return path.read_bytes()
+
+
+# -- validation, generated from the event contract -------------------------
+
+_KIND_JSON_TYPES = {
+    ev.STRING: ("VARCHAR",),
+    ev.BOOL: ("BOOLEAN",),
+    ev.INT: ("BIGINT", "UBIGINT"),
+    ev.NUMBER: ("BIGINT", "UBIGINT", "DOUBLE"),
+    ev.TIMESTAMP: ("VARCHAR",),
+    ev.DATE: ("VARCHAR",),
+    ev.STRING_LIST: ("ARRAY",),
+    ev.STRING_MAP: ("OBJECT",),
+}
+_KIND_WORDS = {
+    ev.STRING: "a string",
+    ev.BOOL: "true or false",
+    ev.INT: "an integer",
+    ev.NUMBER: "a number",
+    ev.TIMESTAMP: "an ISO-8601 timestamp",
+    ev.DATE: "an ISO-8601 date",
+    ev.STRING_LIST: "a list of strings",
+    ev.STRING_MAP: "an object of string values",
+}
+
+PAYLOAD_FIELD_NAMES: tuple[str, ...] = tuple(
+    sorted({field.name for fields in ev.EVENT_TYPES.values() for field in fields})
+)
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _in_range_timestamp(value_sql: str) -> str:
+    return (
+        f"coalesce(try_cast({value_sql} AS TIMESTAMPTZ) "
+        f"BETWEEN TIMESTAMPTZ '{EARLIEST_TIMESTAMP}' AND TIMESTAMPTZ '{LATEST_TIMESTAMP}', false)"
+    )
+
+
+def _field_checks(field: ev.Field) -> list[tuple[str, str]]:
+    """(condition that means the field is bad, reason) pairs, in check order."""
+    index = PAYLOAD_FIELD_NAMES.index(field.name) + 1
+    json_type = f"payload_types[{index}]"
+    value = f"payload_values[{index}]"
+    path = f"'$.{field.name}'"
+    absent = f"({json_type} IS NULL OR {json_type} = 'NULL')"
+    checks: list[tuple[str, str]] = []
+    if field.required:
+        checks.append((absent, f"payload.{field.name} is required"))
+    present = f"NOT {absent}"
+    allowed_types = ", ".join(_sql_str(t) for t in _KIND_JSON_TYPES[field.kind])
+    must_be = f"payload.{field.name} must be {_KIND_WORDS[field.kind]}"
+    checks.append((f"{present} AND {json_type} NOT IN ({allowed_types})", must_be))
+    if field.kind in (ev.TIMESTAMP, ev.DATE):
+        checks.append((f"{present} AND NOT {_in_range_timestamp(value)}", must_be + f" between {EARLIEST_TIMESTAMP} and {LATEST_TIMESTAMP}"))
+    if field.kind == ev.STRING_LIST:
+        checks.append(
+            (f"{present} AND len(list_filter(json_type(payload, '$.{field.name}[*]'), lambda t: t <> 'VARCHAR')) > 0", must_be)
+        )
+    if field.kind == ev.STRING_MAP:
+        checks.append(
+            (f"{present} AND len(list_filter(json_type(payload, '$.{field.name}.*'), lambda t: t <> 'VARCHAR')) > 0", must_be)
+        )
+    if field.allowed:
+        allowed = ", ".join(_sql_str(a) for a in field.allowed)
+        checks.append((f"{present} AND {value} NOT IN ({allowed})", f"payload.{field.name} must be one of: {', '.join(field.allowed)}"))
+    if field.minimum is not None:
+        checks.append((f"{present} AND try_cast({value} AS DOUBLE) < {field.minimum}", f"payload.{field.name} must be >= {field.minimum:g}"))
+    if field.maximum is not None:
+        checks.append((f"{present} AND try_cast({value} AS DOUBLE) > {field.maximum}", f"payload.{field.name} must be <= {field.maximum:g}"))
+    del path
+    return checks
+
+
+def _payload_reason_sql() -> str:
+    branches = []
+    for event_type, fields in ev.EVENT_TYPES.items():
+        checks = [check for field in fields for check in _field_checks(field)]
+        inner = " ".join(f"WHEN {cond} THEN {_sql_str(reason)}" for cond, reason in checks)
+        branches.append(f"WHEN event_type = {_sql_str(event_type)} THEN CASE {inner} END")
+    return "CASE " + " ".join(branches) + " END"
+
+
+def _validation_sql() -> str:
+    known_types = ", ".join(_sql_str(t) for t in ev.EVENT_TYPES)
+    field_paths = "[" + ", ".join(_sql_str(f"$.{name}") for name in PAYLOAD_FIELD_NAMES) + "]"
+    return f"""
+    WITH decoded AS (
+        SELECT file, line_number, raw, try(decode(raw)) AS line FROM file_lines
+    ), parsed AS (
+        SELECT *,
+            CASE WHEN line IS NOT NULL AND json_valid(line) THEN line::JSON END AS doc
+        FROM decoded
+    ), envelope AS (
+        SELECT *,
+            json_type(doc) AS doc_type,
+            json_type(doc, ['$.event_id', '$.event_type', '$.occurred_at', '$.payload']) AS envelope_types,
+            json_extract_string(doc, ['$.event_id', '$.event_type', '$.occurred_at']) AS envelope_values,
+            json_extract(doc, '$.payload') AS payload
+        FROM parsed
+    ), fields AS (
+        SELECT *,
+            envelope_values[1] AS event_id,
+            envelope_values[2] AS event_type,
+            envelope_values[3] AS occurred_at_text,
+            json_type(payload, {field_paths}) AS payload_types,
+            json_extract_string(payload, {field_paths}) AS payload_values
+        FROM envelope
+    )
+    SELECT file, line_number, raw, line, event_id, event_type, payload,
+        try_cast(occurred_at_text AS TIMESTAMPTZ) AS occurred_at,
+        CASE
+            WHEN line IS NULL THEN 'line is not valid UTF-8'
+            WHEN trim(line) = '' THEN 'empty line'
+            WHEN doc IS NULL THEN 'not valid JSON'
+            WHEN doc_type <> 'OBJECT' THEN 'not a JSON object'
+            WHEN envelope_types[1] IS NULL OR envelope_types[1] = 'NULL' THEN 'event_id is required'
+            WHEN envelope_types[1] <> 'VARCHAR' OR event_id = '' THEN 'event_id must be a non-empty string'
+            WHEN envelope_types[2] IS NULL OR envelope_types[2] = 'NULL' THEN 'event_type is required'
+            WHEN envelope_types[2] <> 'VARCHAR' THEN 'event_type must be a string'
+            WHEN event_type NOT IN ({known_types}) THEN 'unknown event_type: ' || left(event_type, 100)
+            WHEN envelope_types[3] IS NULL OR envelope_types[3] = 'NULL' THEN 'occurred_at is required'
+            WHEN envelope_types[3] <> 'VARCHAR' OR try_cast(occurred_at_text AS TIMESTAMPTZ) IS NULL
+                THEN 'occurred_at must be an ISO-8601 timestamp'
+            WHEN NOT {_in_range_timestamp('occurred_at_text')}
+                THEN 'occurred_at must be between {EARLIEST_TIMESTAMP} and {LATEST_TIMESTAMP}'
+            WHEN envelope_types[4] IS NULL OR envelope_types[4] = 'NULL' THEN 'payload is required'
+            WHEN envelope_types[4] <> 'OBJECT' THEN 'payload must be a JSON object'
+            ELSE {_payload_reason_sql()}
+        END AS reason
+    FROM fields
+    """
+
+
+VALIDATION_SQL = _validation_sql()
+
+
+def _relative_name(paths: DataPaths, path: Path) -> str:
+    return path.relative_to(paths.landing).as_posix()
+
+
+def ingest_day(con: duckdb.DuckDBPyConnection, paths: DataPaths, day: dt.date) -> list[FileAccount]:
+    """Replace landing day ``day`` in ``raw.*`` and return its per-file accounting.
+
+    Runs in one transaction: a crash leaves the previous state of the day.
+    The ids of every event whose counted copy may have changed are queued in
+    ``raw.history_refresh_queue`` for ``state.refresh_history``.
+    """
+    files = landing_files(paths, day)
+    con.execute(RAW_DDL)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE affected_event_ids AS "
+            "SELECT DISTINCT event_id FROM raw.events WHERE landing_date = ?",
+            [day],
+        )
+        for table in ("raw.events", "raw.rejected_events", "raw.landing_files"):
+            con.execute(f"DELETE FROM {table} WHERE landing_date = ?", [day])
+        for path in files:
+            _ingest_file(con, paths, day, path)
+        con.execute(
+            "INSERT INTO affected_event_ids SELECT DISTINCT event_id FROM raw.events "
+            "WHERE landing_date = ? EXCEPT SELECT event_id FROM affected_event_ids",
+            [day],
+        )
+        _mark_duplicates(con)
+        con.execute("INSERT INTO raw.history_refresh_queue SELECT event_id FROM affected_event_ids")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return file_accounts(con, day)
+
+
+def _ingest_file(con: duckdb.DuckDBPyConnection, paths: DataPaths, day: dt.date, path: Path) -> None:
+    name = _relative_name(paths, path)
+    try:
+        lines = split_lines(read_file_bytes(path))
+    except (OSError, EOFError, zlib.error) as error:
+        # The file cannot be read at all; keep one rejection that says so.
+        con.execute(
+            "INSERT INTO raw.rejected_events VALUES (?, ?, NULL, NULL, ?)",
+            [day, name, f"file is not readable: {type(error).__name__}: {error}"],
+        )
+        con.execute("INSERT INTO raw.landing_files VALUES (?, ?, 0, now())", [day, name])
+        return
+    file_lines = pa.table(
+        {
+            "file": pa.array([name] * len(lines), pa.string()) if len(lines) else pa.array([], pa.string()),
+            "line_number": pa.array(range(1, len(lines) + 1), pa.int64()),
+            "raw": lines,
+        }
+    )
+    con.register("file_lines", file_lines)
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE validated_lines AS {VALIDATION_SQL}")
+        con.execute(
+            """
+            INSERT INTO raw.events
+            SELECT event_id, event_type, occurred_at, ?, file, line_number, payload, false
+            FROM validated_lines WHERE reason IS NULL
+            """,
+            [day],
+        )
+        con.execute(
+            """
+            INSERT INTO raw.rejected_events
+            SELECT ?, file, line_number, coalesce(line, CAST(raw AS VARCHAR)), reason
+            FROM validated_lines WHERE reason IS NOT NULL
+            """,
+            [day],
+        )
+        con.execute("INSERT INTO raw.landing_files VALUES (?, ?, ?, now())", [day, name, len(lines)])
+        con.execute("DROP TABLE validated_lines")
+    finally:
+        try:
+            con.unregister("file_lines")
+        except duckdb.Error:
+            pass  # the transaction is already aborted; the rollback cleans up
+
+
+def _mark_duplicates(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        UPDATE raw.events AS e SET is_duplicate = ranked.copy_number > 1
+        FROM (
+            SELECT event_id, landing_date, file, line_number,
+                row_number() OVER (PARTITION BY event_id ORDER BY landing_date, file, line_number) AS copy_number
+            FROM raw.events
+            WHERE event_id IN (SELECT event_id FROM affected_event_ids)
+        ) AS ranked
+        WHERE e.event_id = ranked.event_id AND e.landing_date = ranked.landing_date
+          AND e.file = ranked.file AND e.line_number = ranked.line_number
+          AND e.is_duplicate <> (ranked.copy_number > 1)
+        """
+    )
+
+
+def file_accounts(con: duckdb.DuckDBPyConnection, day: dt.date) -> list[FileAccount]:
+    rows = con.execute(
+        """
+        SELECT f.landing_date, f.file, f.lines_read,
+            coalesce(e.accepted, 0), coalesce(e.duplicates, 0), coalesce(r.rejected, 0)
+        FROM raw.landing_files f
+        LEFT JOIN (
+            SELECT landing_date, file, count(*) FILTER (NOT is_duplicate) AS accepted,
+                count(*) FILTER (is_duplicate) AS duplicates
+            FROM raw.events WHERE landing_date = $day GROUP BY ALL
+        ) e USING (landing_date, file)
+        LEFT JOIN (
+            SELECT landing_date, file, count(*) AS rejected
+            FROM raw.rejected_events WHERE landing_date = $day AND line_number IS NOT NULL GROUP BY ALL
+        ) r USING (landing_date, file)
+        WHERE f.landing_date = $day
+        ORDER BY f.file
+        """,
+        {"day": day},
+    ).fetchall()
+    return [FileAccount(*row) for row in rows]
+
+
+def accounts_frame(accounts: list[FileAccount]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [a.__dict__ for a in accounts],
+        schema={
+            "landing_date": pl.Date, "file": pl.String, "lines_read": pl.Int64,
+            "accepted": pl.Int64, "duplicates": pl.Int64, "rejected": pl.Int64,
+        },
+    )

@@ -1,0 +1,83 @@
+"""Checks that would catch a broken report run, stated in SQL independently of
+the Polars transforms that build the tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import duckdb
+
+from certpipeline.reports.tables import REPORT_KEYS
+from certpipeline.state import day_cutoff, state_queries
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    table: str
+    name: str
+    problems: int
+    detail: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.problems == 0
+
+
+def duplicate_keys(con: duckdb.DuckDBPyConnection, table: str, day: dt.date) -> int:
+    key = ", ".join(REPORT_KEYS[table])
+    return con.execute(
+        f"SELECT count(*) FROM (SELECT {key} FROM reports.{table} WHERE report_date = ? "
+        f"GROUP BY ALL HAVING count(*) > 1)",
+        [day],
+    ).fetchall()[0][0]
+
+
+def counted_awards_with_course(con: duckdb.DuckDBPyConnection, day: dt.date) -> int:
+    """Contract section 3, written once more in SQL: issued on or before the day,
+    not revoked, enrollment (when known) not deleted nor in a deleted session."""
+    cutoff = day_cutoff(day)
+    queries = state_queries(cutoff)
+    return con.execute(
+        f"""
+        WITH awards AS ({queries['awards']}),
+             enrollments AS ({queries['enrollments']}),
+             sessions AS ({queries['sessions']})
+        SELECT count(*)
+        FROM awards a
+        LEFT JOIN enrollments e ON e.enrollment_id = a.enrollment_id
+        LEFT JOIN sessions s ON s.session_id = e.session_id
+        WHERE NOT a.is_revoked AND a.issued_at < {cutoff}
+          AND NOT coalesce(e.is_deleted, false) AND NOT coalesce(s.is_deleted, false)
+          AND coalesce(a.course_id, s.course_id) IS NOT NULL
+        """
+    ).fetchall()[0][0]
+
+
+def run_report_checks(con: duckdb.DuckDBPyConnection, day: dt.date) -> list[CheckOutcome]:
+    outcomes = [CheckOutcome(table, "keys_unique", duplicate_keys(con, table, day)) for table in REPORT_KEYS]
+
+    reported = con.execute(
+        "SELECT coalesce(sum(total_certificates_issued), 0) FROM reports.certificate_type_totals WHERE report_date = ?",
+        [day],
+    ).fetchall()[0][0]
+    expected = counted_awards_with_course(con, day)
+    outcomes.append(
+        CheckOutcome(
+            "certificate_type_totals",
+            "totals_reconcile_with_awards",
+            abs(int(reported) - int(expected)),
+            f"reported {reported}, counted awards {expected}",
+        )
+    )
+
+    # With user status 'all' every certificate is listed, so each learner row's
+    # certificate must be a known certificate as of the day.
+    certificates = state_queries(day_cutoff(day))["certificates"]
+    unlisted = con.execute(
+        f"SELECT count(*) FROM reports.path_certificate_learners l WHERE l.report_date = ? "
+        f"AND l.certificate_id NOT IN (SELECT certificate_id FROM ({certificates}))",
+        [day],
+    ).fetchall()[0][0]
+    outcomes.append(CheckOutcome("path_certificate_learners", "learner_certificates_listed", unlisted))
+    return outcomes

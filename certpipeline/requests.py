@@ -1,0 +1,454 @@
+"""Report requests: filing, permissions, lifecycle, and producing the files.
+
+Lifecycle (contract section 6): Submitted -> Pending -> Success | Failure.
+
+- Filing checks everything it can at once (report type, scope, rights,
+  filters, mandatory password, an identical request still waiting) against
+  the published warehouse, and stores nothing when it refuses.
+- A processing pass claims waiting requests (Submitted, or Pending whose
+  lease ran out: left behind by a crash) and marks them Pending with one more
+  attempt. Production re-checks rights against the working database; a refusal
+  then is a permanent Failure. Any other error leaves the request Pending for
+  the next pass, three attempts in all, then Failure with the last error.
+- Production is serialized by the work lock and skips a request that is no
+  longer Pending, so a request is produced at most once even when a sensor run
+  and ``process-requests`` both picked it up.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from certpipeline.report_files import ReportFile, safe_file_component, write_report_file
+from certpipeline.reports import certificate_totals, course_dashboard, path_certificates
+from certpipeline.reports.filters import USER_STATUSES, PopulationFilter, Visibility, requester_visibility
+from certpipeline.state import State
+
+SUBMITTED, PENDING, SUCCESS, FAILURE = "Submitted", "Pending", "Success", "Failure"
+MAX_ATTEMPTS = 3
+LISTED_REQUESTS = 10
+DEFAULT_LEASE = dt.timedelta(minutes=30)
+
+REQUESTS_DDL = """
+CREATE SCHEMA IF NOT EXISTS ops;
+CREATE TABLE IF NOT EXISTS ops.report_requests (
+    request_id VARCHAR PRIMARY KEY,
+    report_type VARCHAR NOT NULL,
+    scope VARCHAR NOT NULL,
+    filters VARCHAR NOT NULL,
+    requested_by VARCHAR NOT NULL,
+    requested_at TIMESTAMPTZ NOT NULL,
+    status VARCHAR NOT NULL,
+    status_reason VARCHAR,
+    file_path VARCHAR,
+    row_count BIGINT,
+    completed_at TIMESTAMPTZ,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    lease_expires_at TIMESTAMPTZ,
+    encrypted BOOLEAN NOT NULL DEFAULT false,
+    password_ciphertext BLOB
+);
+"""
+# What the published warehouse shows: everything but the ciphertext.
+PUBLIC_COLUMNS = (
+    "request_id, report_type, scope, filters, requested_by, requested_at, status, status_reason, "
+    "file_path, row_count, completed_at, attempts, encrypted"
+)
+
+
+class RequestRefused(ValueError):
+    """A request that cannot be filed or produced, with a reason a person can act on."""
+
+
+# -- what may be requested -----------------------------------------------------
+
+COURSE, BATCH, CERTIFICATE, LEARNER, ALL = "course", "batch", "certificate", "learner", "all"
+
+
+@dataclass(frozen=True)
+class ReportType:
+    name: str
+    scope: tuple[str, ...]  # the scope ids the request must name
+    password_required: bool = False
+    takes_filters: bool = False
+
+
+REPORT_TYPES = {
+    t.name: t
+    for t in (
+        ReportType("certificate_type_totals", (COURSE,)),
+        ReportType("path_certificate_stats", (), takes_filters=True),
+        ReportType("path_certificate_learners", (CERTIFICATE,), takes_filters=True),
+        ReportType("learner_certificate_history", (CERTIFICATE, LEARNER), takes_filters=True),
+        ReportType("course_progress_exhaust", (BATCH,)),
+        ReportType("user_profile_exhaust", (BATCH,), password_required=True),
+        ReportType("question_set_report", (BATCH,)),
+    )
+}
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    report_type: str
+    requested_by: str
+    course: str | None = None
+    batch: str | None = None
+    certificate: str | None = None
+    learner: str | None = None
+    filters: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    @property
+    def scope(self) -> str:
+        """Canonical scope text, e.g. ``batch=b-1`` or ``certificate=c-1;learner=u-1``."""
+        parts = [f"{kind}={value}" for kind, value in self.scope_ids().items()]
+        return ";".join(parts) if parts else ALL
+
+    def scope_ids(self) -> dict[str, str]:
+        given = {COURSE: self.course, BATCH: self.batch, CERTIFICATE: self.certificate, LEARNER: self.learner}
+        return {kind: value for kind, value in given.items() if value is not None}
+
+    @property
+    def filters_json(self) -> str:
+        return json.dumps(dict(sorted(self.filters)), sort_keys=True)
+
+    @classmethod
+    def from_row(cls, report_type: str, requested_by: str, scope: str, filters: str) -> "RequestSpec":
+        ids = dict(part.split("=", 1) for part in scope.split(";")) if scope != ALL else {}
+        return cls(report_type, requested_by, filters=tuple(sorted(json.loads(filters).items())), **ids)
+
+
+def parse_filters(spec: RequestSpec) -> PopulationFilter:
+    """Filters (contract section 7): user_status, group, registered_from,
+    registered_to and custom.KEY=VALUE."""
+    options: dict = {}
+    custom = []
+    for key, value in spec.filters:
+        if key == "user_status":
+            if value not in USER_STATUSES:
+                raise RequestRefused(f"filter user_status must be one of {', '.join(USER_STATUSES)}, not {value!r}")
+            options["user_status"] = value
+        elif key == "group":
+            options["group_id"] = value
+        elif key in ("registered_from", "registered_to"):
+            try:
+                options[key] = dt.date.fromisoformat(value)
+            except ValueError:
+                raise RequestRefused(f"filter {key} must be a date YYYY-MM-DD, not {value!r}") from None
+        elif key.startswith("custom.") and len(key) > len("custom."):
+            custom.append((key[len("custom."):], value))
+        else:
+            raise RequestRefused(
+                f"unknown filter {key!r}: use user_status, group, registered_from, registered_to or custom.KEY"
+            )
+    return PopulationFilter(custom_fields=tuple(custom), **options)
+
+
+def _shape_check(spec: RequestSpec) -> ReportType:
+    report_type = REPORT_TYPES.get(spec.report_type)
+    if report_type is None:
+        raise RequestRefused(f"unknown report type {spec.report_type!r}; known: {', '.join(REPORT_TYPES)}")
+    given = set(spec.scope_ids())
+    if given != set(report_type.scope):
+        wanted = " and ".join(f"--{kind}" for kind in report_type.scope) or "no scope option"
+        raise RequestRefused(f"{spec.report_type} takes {wanted}")
+    if spec.filters and not report_type.takes_filters:
+        raise RequestRefused(f"{spec.report_type} takes no filters; filters apply to path certificate reports")
+    if report_type.takes_filters:
+        parse_filters(spec)
+    return report_type
+
+
+# -- who may request what (contract section 5) ------------------------------
+
+
+def _first(frame: pl.DataFrame, column: str):
+    return frame[column][0] if not frame.is_empty() else None
+
+
+def check_rights(state: State, spec: RequestSpec) -> None:
+    """Raise RequestRefused unless the scope exists and the requester may request it."""
+    report_type = _shape_check(spec)
+    user = state.users.filter(pl.col("user_id") == spec.requested_by)
+    if user.is_empty():
+        raise RequestRefused(f"unknown requester {spec.requested_by!r}")
+    if user["status"][0] != "active":
+        raise RequestRefused(f"requester {spec.requested_by!r} is a deleted user")
+    is_admin = user["platform_role"][0] == "admin"
+    me = spec.requested_by
+
+    if COURSE in report_type.scope:
+        course = state.courses.filter(pl.col("course_id") == spec.course)
+        if course.is_empty():
+            raise RequestRefused(f"unknown course {spec.course!r}")
+        if not (is_admin or _first(course, "created_by") == me or me in (_first(course, "authors") or [])
+                or me in (_first(course, "instructors") or [])):
+            raise RequestRefused(
+                f"{me} may not request {spec.report_type} for course {spec.course}: "
+                "only platform admins, the course creator, authors and instructors may"
+            )
+    if BATCH in report_type.scope:
+        batch = state.sessions.filter((pl.col("session_id") == spec.batch) & ~pl.col("is_deleted"))
+        if batch.is_empty():
+            raise RequestRefused(f"unknown batch {spec.batch!r}")
+        course = state.courses.filter(pl.col("course_id") == batch["course_id"][0])
+        creators = {_first(batch, "created_by"), _first(course, "created_by")} - {None}
+        allowed = is_admin or me in creators
+        if not report_type.password_required:
+            allowed = allowed or me in (batch["mentors"][0] or [])
+        if not allowed:
+            who = "the course or batch creator" + ("" if report_type.password_required else " and batch mentors")
+            raise RequestRefused(
+                f"{me} may not request {spec.report_type} for batch {spec.batch}: only platform admins, {who} may"
+            )
+    if report_type.takes_filters:
+        visibility = requester_visibility(state, me)
+        if not visibility.sees_anything:
+            raise RequestRefused(
+                f"{me} may not request {spec.report_type}: only platform admins, group admins, coaches, "
+                "and authors or instructors of paths may"
+            )
+        population = parse_filters(spec)
+        if population.group_id and state.groups.filter(pl.col("group_id") == population.group_id).is_empty():
+            raise RequestRefused(f"unknown group {population.group_id!r}")
+        if spec.certificate is not None:
+            if state.certificates.filter(pl.col("certificate_id") == spec.certificate).is_empty():
+                raise RequestRefused(f"unknown certificate {spec.certificate!r}")
+        if spec.learner is not None:
+            if state.users.filter(pl.col("user_id") == spec.learner).is_empty():
+                raise RequestRefused(f"unknown learner {spec.learner!r}")
+            if not (visibility.everything or spec.certificate in visibility.certificate_ids
+                    or spec.learner in visibility.learner_ids):
+                raise RequestRefused(
+                    f"{me} may not see learner {spec.learner} for certificate {spec.certificate}"
+                )
+
+
+# -- the request queue ---------------------------------------------------------
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def new_request_id(now: dt.datetime) -> str:
+    return f"req-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(4)}"
+
+
+def file_request(
+    con: duckdb.DuckDBPyConnection,
+    state: State,
+    spec: RequestSpec,
+    password_ciphertext: bytes | None,
+    now: dt.datetime | None = None,
+) -> str:
+    """Check and store a request as Submitted; returns its id. ``con`` is the
+    request queue; ``state`` what the rights are checked against."""
+    now = now or _now()
+    report_type = _shape_check(spec)
+    if report_type.password_required and password_ciphertext is None:
+        raise RequestRefused(f"{spec.report_type} contains personal data: a password is mandatory")
+    check_rights(state, spec)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        waiting = con.execute(
+            "SELECT request_id, status FROM ops.report_requests WHERE report_type = ? AND scope = ? "
+            "AND filters = ? AND status IN (?, ?) ORDER BY requested_at LIMIT 1",
+            [spec.report_type, spec.scope, spec.filters_json, SUBMITTED, PENDING],
+        ).fetchall()
+        if waiting:
+            raise RequestRefused(
+                f"an identical request {waiting[0][0]} is still {waiting[0][1]}; it can be requested again once it is processed"
+            )
+        request_id = new_request_id(now)
+        con.execute(
+            "INSERT INTO ops.report_requests (request_id, report_type, scope, filters, requested_by, requested_at, "
+            "status, status_reason, encrypted, password_ciphertext) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [request_id, spec.report_type, spec.scope, spec.filters_json, spec.requested_by, now, SUBMITTED,
+             None, password_ciphertext is not None, password_ciphertext],
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return request_id
+
+
+@dataclass(frozen=True)
+class StoredRequest:
+    request_id: str
+    spec: RequestSpec
+    status: str
+    attempts: int
+    password_ciphertext: bytes | None
+
+
+def get_request(con: duckdb.DuckDBPyConnection, request_id: str) -> StoredRequest | None:
+    row = con.execute(
+        "SELECT request_id, report_type, requested_by, scope, filters, status, attempts, password_ciphertext "
+        "FROM ops.report_requests WHERE request_id = ?",
+        [request_id],
+    ).fetchall()
+    if not row:
+        return None
+    row = row[0]
+    return StoredRequest(row[0], RequestSpec.from_row(row[1], row[2], row[3], row[4]), row[5], row[6], row[7])
+
+
+def claim_waiting(
+    con: duckdb.DuckDBPyConnection,
+    now: dt.datetime | None = None,
+    lease: dt.timedelta = DEFAULT_LEASE,
+    include_leased: bool = False,
+) -> list[tuple[str, int]]:
+    """Mark waiting requests Pending with one more attempt; returns (id, attempt).
+
+    Waiting: Submitted, or Pending whose lease ran out (a crashed or failed
+    attempt). ``include_leased`` also takes Pending requests still on lease:
+    ``process-requests`` does, since production re-checks the status under the
+    work lock and never produces a request twice."""
+    now = now or _now()
+    condition = "status = 'Submitted' OR (status = 'Pending'"
+    condition += ")" if include_leased else " AND (lease_expires_at IS NULL OR lease_expires_at <= $now))"
+    rows = con.execute(
+        f"""
+        UPDATE ops.report_requests
+        SET status = 'Pending', attempts = attempts + 1, lease_expires_at = $lease_end
+        WHERE {condition}
+        RETURNING request_id, attempts, requested_at
+        """,
+        {"now": now, "lease_end": now + lease},
+    ).fetchall()
+    return [(request_id, attempts) for request_id, attempts, _ in sorted(rows, key=lambda row: (row[2], row[0]))]
+
+
+def mark_success(con, request_id: str, report_file: ReportFile, now: dt.datetime | None = None) -> None:
+    con.execute(
+        "UPDATE ops.report_requests SET status = 'Success', status_reason = NULL, file_path = ?, row_count = ?, "
+        "completed_at = ?, lease_expires_at = NULL, password_ciphertext = NULL WHERE request_id = ?",
+        [str(report_file.path), report_file.row_count, now or _now(), request_id],
+    )
+
+
+def mark_failed_attempt(con, request_id: str, reason: str, permanent: bool, now: dt.datetime | None = None) -> str:
+    """Record a failed attempt; returns the resulting status."""
+    now = now or _now()
+    attempts = con.execute("SELECT attempts FROM ops.report_requests WHERE request_id = ?", [request_id]).fetchall()[0][0]
+    if permanent or attempts >= MAX_ATTEMPTS:
+        con.execute(
+            "UPDATE ops.report_requests SET status = 'Failure', status_reason = ?, completed_at = ?, "
+            "lease_expires_at = NULL, password_ciphertext = NULL WHERE request_id = ?",
+            [reason, now, request_id],
+        )
+        return FAILURE
+    con.execute(
+        "UPDATE ops.report_requests SET status_reason = ?, lease_expires_at = ? WHERE request_id = ?",
+        [f"attempt {attempts} of {MAX_ATTEMPTS} failed, retried on the next pass: {reason}", now, request_id],
+    )
+    return PENDING
+
+
+def list_requests(con: duckdb.DuckDBPyConnection, kind: str, scope_id: str) -> pl.DataFrame:
+    """The last ten requests of a scope, newest first. A certificate's requests
+    include those for one of its learners."""
+    scope = f"{kind}={scope_id}"
+    return con.sql(
+        f"""
+        SELECT request_id, report_type, scope, status, requested_by, requested_at, completed_at,
+               file_path, row_count, status_reason
+        FROM ops.report_requests
+        WHERE scope = $scope OR scope LIKE $scope_prefix ESCAPE '\\'
+        ORDER BY requested_at DESC, request_id DESC
+        LIMIT {LISTED_REQUESTS}
+        """,
+        params={"scope": scope, "scope_prefix": _like_escape(scope) + ";%"},
+    ).pl()
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+# -- producing the files (contract section 5) ------------------------------------
+
+
+def report_frame(state: State, spec: RequestSpec) -> pl.DataFrame:
+    """The report's rows with exactly the contract's CSV columns."""
+    name = spec.report_type
+    if name == "certificate_type_totals":
+        return (
+            certificate_totals.certificate_type_totals(state)
+            .filter(pl.col("course_id") == spec.course)
+            .select(
+                pl.col("course_id").alias("CourseID"),
+                pl.col("certificate_type").alias("Certificate Type"),
+                pl.col("total_certificates_issued").alias("Total Certificates Issued"),
+                pl.lit(state.as_of).alias("Date Report Run"),
+            )
+        )
+    if name == "course_progress_exhaust":
+        return course_dashboard.course_progress_exhaust(state, spec.batch)
+    if name == "user_profile_exhaust":
+        return course_dashboard.user_profile_exhaust(state, spec.batch)
+    if name == "question_set_report":
+        return course_dashboard.question_set_report(state, spec.batch)
+    population = parse_filters(spec)
+    visibility: Visibility = requester_visibility(state, spec.requested_by)
+    if name == "path_certificate_stats":
+        return path_certificates.path_certificate_stats(state, population, visibility).select(
+            pl.col("title").alias("Title"),
+            pl.col("owner_group").alias("Owner group"),
+            pl.col("validity_period_months").alias("Validity period"),
+            pl.col("certified_learners").alias("Certified learners"),
+            pl.col("enrolled_learners").alias("Enrolled learners"),
+            pl.col("associated_paths").alias("Associated paths"),
+        )
+    if name == "path_certificate_learners":
+        return (
+            path_certificates.path_certificate_learners(state, population, visibility)
+            .filter(pl.col("certificate_id") == spec.certificate)
+            .select(
+                pl.format("{} <{}>", pl.col("learner_name").fill_null(pl.col("user_id")), pl.col("learner_email").fill_null(""))
+                .alias("Learner"),
+                pl.col("latest_status").alias("Latest status"),
+                pl.col("delivery_date").alias("Delivery date"),
+                pl.col("expiration_date").alias("Expiration date"),
+            )
+        )
+    if name == "learner_certificate_history":
+        return (
+            path_certificates.learner_certificate_history(state, population, visibility)
+            .filter((pl.col("certificate_id") == spec.certificate) & (pl.col("user_id") == spec.learner))
+            .select(
+                pl.col("certification_status").alias("Certification status"),
+                pl.col("delivery_date").alias("Delivery date"),
+                pl.col("expiration_date").alias("Expiration date"),
+                pl.col("path_name").alias("Path name"),
+                pl.col("path_session").alias("Path session"),
+                pl.col("path_status").alias("Path status"),
+                pl.when(pl.col("auto_reenrollment")).then(pl.lit("Yes")).otherwise(pl.lit("No"))
+                .alias("Automatic re-enrollment activated?"),
+            )
+        )
+    raise RequestRefused(f"unknown report type {name!r}")
+
+
+def report_file_location(exhausts_dir: Path, request_id: str, spec: RequestSpec) -> tuple[Path, str]:
+    """``exhausts/<report_type>/<scope>-<request_id>``: ids are sanitized, so
+    nothing a requester types can leave the exhausts folder."""
+    directory = exhausts_dir / safe_file_component(spec.report_type)
+    return directory, f"{safe_file_component(spec.scope)}-{safe_file_component(request_id)}"
+
+
+def produce(state: State, exhausts_dir: Path, request_id: str, spec: RequestSpec, password: str | None) -> ReportFile:
+    check_rights(state, spec)
+    frame = report_frame(state, spec)
+    directory, stem = report_file_location(exhausts_dir, request_id, spec)
+    return write_report_file(frame, directory, stem, password)
+

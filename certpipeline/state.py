@@ -1,0 +1,304 @@
+"""Entity state: typed history of every entity, and its state as of a day.
+
+``state.<entity>_history`` holds one typed row per counted (non-duplicate)
+event, refreshed for exactly the event ids a landing day touched. The state of
+an entity as of day D is its latest history row (by occurred_at, then landing
+date, file and line) among those that occurred on or before D, so late
+arrivals land in their place and a past day can be recomputed as it was.
+
+Lifecycle rule where the contract is silent: for entities that can be deleted
+(users, sessions, enrollments) or revoked (awards), the latest lifecycle event
+wins: an upsert after a delete brings the entity back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import duckdb
+import polars as pl
+
+ORDERING = "occurred_at, landing_date, file, line_number"
+LATEST_FIRST = "occurred_at DESC, landing_date DESC, file DESC, line_number DESC"
+
+_COMMON = "event_id, occurred_at, landing_date, file, line_number"
+
+# entity -> (event types, typed columns extracted from the payload)
+HISTORY_TABLES: dict[str, tuple[tuple[str, ...], str]] = {
+    "user": (
+        ("user.upserted", "user.deleted"),
+        """payload->>'user_id' AS user_id,
+           event_type = 'user.deleted' AS is_deleted,
+           payload->>'name' AS name,
+           payload->>'email' AS email,
+           CAST(payload->>'registered_at' AS TIMESTAMPTZ) AS registered_at,
+           CAST(payload->'custom_fields' AS MAP(VARCHAR, VARCHAR)) AS custom_fields,
+           payload->>'platform_role' AS platform_role""",
+    ),
+    "group": (
+        ("group.upserted",),
+        """payload->>'group_id' AS group_id,
+           payload->>'name' AS name,
+           payload->>'parent_group_id' AS parent_group_id""",
+    ),
+    "group_member": (
+        ("group_member.added", "group_member.removed"),
+        """payload->>'group_id' AS group_id,
+           payload->>'user_id' AS user_id,
+           payload->>'role' AS role,
+           event_type = 'group_member.removed' AS is_removed""",
+    ),
+    "course": (
+        ("course.upserted",),
+        """payload->>'course_id' AS course_id,
+           payload->>'name' AS name,
+           payload->>'created_by' AS created_by,
+           coalesce(CAST(payload->'authors' AS VARCHAR[]), []) AS authors,
+           coalesce(CAST(payload->'instructors' AS VARCHAR[]), []) AS instructors""",
+    ),
+    "session": (
+        ("session.upserted", "session.deleted"),
+        """payload->>'session_id' AS session_id,
+           event_type = 'session.deleted' AS is_deleted,
+           payload->>'course_id' AS course_id,
+           payload->>'name' AS name,
+           CAST(CAST(payload->>'start_date' AS TIMESTAMPTZ) AS DATE) AS start_date,
+           CAST(CAST(payload->>'end_date' AS TIMESTAMPTZ) AS DATE) AS end_date,
+           payload->>'status' AS status,
+           payload->>'certificate_id' AS certificate_id,
+           coalesce(CAST(payload->'auto_reenrollment' AS BOOLEAN), false) AS auto_reenrollment,
+           payload->>'created_by' AS created_by,
+           coalesce(CAST(payload->'mentors' AS VARCHAR[]), []) AS mentors""",
+    ),
+    "certificate": (
+        ("certificate.upserted",),
+        """payload->>'certificate_id' AS certificate_id,
+           payload->>'title' AS title,
+           payload->>'certificate_type' AS certificate_type,
+           payload->>'owner_group_id' AS owner_group_id,
+           CAST(payload->'validity_months' AS INTEGER) AS validity_months""",
+    ),
+    "enrollment": (
+        ("enrollment.created", "enrollment.deleted"),
+        """payload->>'enrollment_id' AS enrollment_id,
+           event_type = 'enrollment.deleted' AS is_deleted,
+           payload->>'user_id' AS user_id,
+           payload->>'session_id' AS session_id,
+           CAST(payload->>'enrolled_at' AS TIMESTAMPTZ) AS enrolled_at,
+           coalesce(CAST(payload->'auto_reenrolled' AS BOOLEAN), false) AS auto_reenrolled""",
+    ),
+    "enrollment_progress": (
+        ("enrollment.progressed",),
+        """payload->>'enrollment_id' AS enrollment_id,
+           payload->>'status' AS status,
+           CAST(payload->'progress_percent' AS DOUBLE) AS progress_percent,
+           CAST(payload->>'completed_at' AS TIMESTAMPTZ) AS completed_at""",
+    ),
+    "award": (
+        ("certificate.issued", "certificate.revoked"),
+        """payload->>'award_id' AS award_id,
+           event_type = 'certificate.revoked' AS is_revoked,
+           payload->>'user_id' AS user_id,
+           payload->>'certificate_id' AS certificate_id,
+           CAST(payload->>'issued_at' AS TIMESTAMPTZ) AS issued_at,
+           payload->>'enrollment_id' AS enrollment_id,
+           payload->>'course_id' AS course_id""",
+    ),
+    "answer": (
+        ("question.answered",),
+        """payload->>'attempt_id' AS attempt_id,
+           payload->>'user_id' AS user_id,
+           payload->>'session_id' AS session_id,
+           payload->>'question_set_id' AS question_set_id,
+           payload->>'question_id' AS question_id,
+           payload->>'question_text' AS question_text,
+           payload->>'response' AS response,
+           CAST(payload->'score' AS DOUBLE) AS score,
+           CAST(payload->'max_score' AS DOUBLE) AS max_score,
+           CAST(payload->>'answered_at' AS TIMESTAMPTZ) AS answered_at""",
+    ),
+}
+
+
+def _select_history(entity: str, where: str) -> str:
+    event_types, columns = HISTORY_TABLES[entity]
+    types = ", ".join(f"'{t}'" for t in event_types)
+    return (
+        f"SELECT {_COMMON}, {columns} FROM raw.events "
+        f"WHERE event_type IN ({types}) AND NOT is_duplicate AND {where}"
+    )
+
+
+def ensure_history_tables(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE SCHEMA IF NOT EXISTS state")
+    for entity in HISTORY_TABLES:
+        con.execute(f"CREATE TABLE IF NOT EXISTS state.{entity}_history AS {_select_history(entity, 'false')}")
+    _create_current_views(con)
+
+
+def refresh_history(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Re-derive history rows for the events queued by ingestion, then clear the queue.
+
+    Returns the number of history rows per entity after the refresh.
+    """
+    ensure_history_tables(con)
+    counts = {}
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE affected_event_ids AS "
+            "SELECT DISTINCT event_id FROM raw.history_refresh_queue"
+        )
+        for entity in HISTORY_TABLES:
+            table = f"state.{entity}_history"
+            con.execute(f"DELETE FROM {table} WHERE event_id IN (SELECT event_id FROM affected_event_ids)")
+            con.execute(
+                f"INSERT INTO {table} "
+                + _select_history(entity, "event_id IN (SELECT event_id FROM affected_event_ids)")
+            )
+        con.execute("DELETE FROM raw.history_refresh_queue WHERE event_id IN (SELECT event_id FROM affected_event_ids)")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    for entity in HISTORY_TABLES:
+        counts[entity] = con.execute(f"SELECT count(*) FROM state.{entity}_history").fetchall()[0][0]
+    return counts
+
+
+# -- state as of a day ------------------------------------------------------
+
+
+def _latest(table: str, key: str, where: str = "true") -> str:
+    return (
+        f"SELECT * FROM {table} WHERE {where} "
+        f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY {LATEST_FIRST}) = 1"
+    )
+
+
+def _upserted_with_lifecycle(table: str, key: str, flag: str, cutoff: str) -> str:
+    """Attributes from the latest upsert; ``flag`` from the latest lifecycle event."""
+    return f"""
+        WITH visible AS (SELECT * FROM {table} WHERE occurred_at < {cutoff}),
+        attributes AS ({_latest('visible', key, f'NOT {flag}')}),
+        lifecycle AS ({_latest('visible', key)})
+        SELECT attributes.* EXCLUDE ({flag}, event_id, occurred_at, landing_date, file, line_number),
+               lifecycle.{flag}
+        FROM lifecycle LEFT JOIN attributes USING ({key})
+    """
+
+
+def state_queries(cutoff: str) -> dict[str, str]:
+    """SQL for each entity's state, counting events that occurred before ``cutoff``."""
+    history_columns = "EXCLUDE (event_id, occurred_at, landing_date, file, line_number)"
+    return {
+        "users": f"""
+            SELECT * EXCLUDE (is_deleted),
+                CASE WHEN is_deleted THEN 'deleted' ELSE 'active' END AS status
+            FROM ({_upserted_with_lifecycle('state.user_history', 'user_id', 'is_deleted', cutoff)})
+        """,
+        "groups": f"SELECT * {history_columns} FROM ({_latest('state.group_history', 'group_id', f'occurred_at < {cutoff}')})",
+        "group_members": f"""
+            SELECT group_id, user_id, role FROM ({_latest('state.group_member_history', 'group_id, user_id, role', f'occurred_at < {cutoff}')})
+            WHERE NOT is_removed
+        """,
+        "courses": f"SELECT * {history_columns} FROM ({_latest('state.course_history', 'course_id', f'occurred_at < {cutoff}')})",
+        "sessions": _upserted_with_lifecycle("state.session_history", "session_id", "is_deleted", cutoff),
+        "certificates": f"SELECT * {history_columns} FROM ({_latest('state.certificate_history', 'certificate_id', f'occurred_at < {cutoff}')})",
+        "enrollments": f"""
+            WITH enrollment AS ({_upserted_with_lifecycle('state.enrollment_history', 'enrollment_id', 'is_deleted', cutoff)}),
+            progress AS ({_latest('state.enrollment_progress_history', 'enrollment_id', f'occurred_at < {cutoff}')})
+            SELECT enrollment.*, progress.status, progress.progress_percent, progress.completed_at
+            FROM enrollment LEFT JOIN progress USING (enrollment_id)
+        """,
+        "awards": _upserted_with_lifecycle("state.award_history", "award_id", "is_revoked", cutoff),
+        "group_closure": f"""
+            WITH RECURSIVE groups AS ({_latest('state.group_history', 'group_id', f'occurred_at < {cutoff}')}),
+            closure(ancestor_id, group_id, depth) AS (
+                SELECT group_id, group_id, 0 FROM groups
+                UNION
+                SELECT groups.parent_group_id, closure.group_id, closure.depth + 1
+                FROM closure JOIN groups ON groups.group_id = closure.ancestor_id
+                WHERE groups.parent_group_id IS NOT NULL AND closure.depth < 100
+            )
+            SELECT ancestor_id, group_id, min(depth) AS depth FROM closure GROUP BY ALL
+        """,
+        "answers": f"SELECT * {history_columns} FROM ({_latest('state.answer_history', 'attempt_id, question_id', f'occurred_at < {cutoff}')})",
+    }
+
+
+def _create_current_views(con: duckdb.DuckDBPyConnection) -> None:
+    """``state.users`` and friends: the current state, for analysts."""
+    for name, query in state_queries("TIMESTAMPTZ 'infinity'").items():
+        con.execute(f"CREATE OR REPLACE VIEW state.{name} AS {query}")
+
+
+def day_cutoff(day: dt.date) -> str:
+    """Events that occurred on or before ``day`` (UTC) are those before the next midnight."""
+    return f"TIMESTAMPTZ '{(day + dt.timedelta(days=1)).isoformat()} 00:00:00+00'"
+
+
+@dataclass(frozen=True)
+class State:
+    """Every entity as of one report day, as Polars frames."""
+
+    as_of: dt.date
+    users: pl.DataFrame
+    groups: pl.DataFrame
+    group_members: pl.DataFrame
+    group_closure: pl.DataFrame  # ancestor_id, group_id, depth (each group is its own ancestor at 0)
+    courses: pl.DataFrame
+    sessions: pl.DataFrame
+    certificates: pl.DataFrame
+    enrollments: pl.DataFrame
+    awards: pl.DataFrame
+    answers: pl.DataFrame
+
+
+# What a permission check needs: no enrollments, awards or answers.
+CATALOG_ENTITIES = ("users", "groups", "group_members", "group_closure", "courses", "sessions", "certificates")
+
+
+def load_state(
+    con: duckdb.DuckDBPyConnection, day: dt.date, entities: tuple[str, ...] | None = None
+) -> State:
+    """Every entity as of ``day``; entities not in ``entities`` come back empty."""
+    frames = {}
+    for name, query in state_queries(day_cutoff(day)).items():
+        if entities is not None and name not in entities:
+            query = f"SELECT * FROM ({query}) WHERE false"
+        frames[name] = con.sql(query).pl()
+    return State(as_of=day, **frames)
+
+
+# (what refers, reference column, what it must name, its key column)
+REFERENCES = (
+    ("enrollments", "user_id", "users", "user_id"),
+    ("enrollments", "session_id", "sessions", "session_id"),
+    ("awards", "user_id", "users", "user_id"),
+    ("awards", "certificate_id", "certificates", "certificate_id"),
+    ("awards", "enrollment_id", "enrollments", "enrollment_id"),
+    ("awards", "course_id", "courses", "course_id"),
+    ("sessions", "course_id", "courses", "course_id"),
+    ("sessions", "certificate_id", "certificates", "certificate_id"),
+    ("group_members", "group_id", "groups", "group_id"),
+    ("group_members", "user_id", "users", "user_id"),
+    ("groups", "parent_group_id", "groups", "group_id"),
+    ("certificates", "owner_group_id", "groups", "group_id"),
+    ("answers", "session_id", "sessions", "session_id"),
+    ("answers", "user_id", "users", "user_id"),
+)
+
+
+def referential_problems(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """References in the current state to entities never seen: one row per
+    kind of reference, with how many and a few examples."""
+    parts = [
+        f"""SELECT '{source}.{column}' AS reference, '{target}' AS refers_to,
+                count(*) AS unresolved, list(DISTINCT s.{column} ORDER BY s.{column})[1:5] AS examples
+            FROM state.{source} s ANTI JOIN state.{target} t ON s.{column} = t.{key}
+            WHERE s.{column} IS NOT NULL HAVING count(*) > 0"""
+        for source, column, target, key in REFERENCES
+    ]
+    return con.sql(" UNION ALL ".join(parts) + " ORDER BY reference").pl()

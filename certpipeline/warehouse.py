@@ -1,0 +1,146 @@
+"""Where the pipeline keeps its data, and how writers and analysts share it.
+
+DuckDB allows one read-write process or many read-only ones, never both. So
+the pipeline never writes the file analysts open:
+
+- ``pipeline/work.duckdb`` is the pipeline's working database (raw events,
+  entity history, report snapshots). Every process that touches it holds
+  ``pipeline/work.lock`` (an exclusive ``flock``) for as long as it is open,
+  which serializes Dagster steps, backfill runs and CLI runs.
+- ``pipeline/requests.duckdb`` holds the request queue, under its own lock,
+  so filing a request never waits for a long nightly run.
+- ``warehouse.duckdb`` is what analysts open read-only. It is a published
+  copy: written under a temporary name and swapped in with ``os.replace`` at
+  the end of each run, so a reader always sees a complete run and never blocks
+  the pipeline (a reader keeps the old inode until it reconnects).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = REPOSITORY_ROOT / "data"
+LOCK_TIMEOUT_SECONDS = 6 * 3600.0
+
+
+class WarehouseBusy(RuntimeError):
+    """Another process held the lock for longer than we were willing to wait."""
+
+
+def data_dir_from_env() -> Path:
+    return Path(os.environ.get("CERTPIPELINE_DATA_DIR") or DEFAULT_DATA_DIR).resolve()
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    root: Path
+
+    @property
+    def landing(self) -> Path:
+        return self.root / "landing" / "events"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.root / "warehouse.duckdb"
+
+    @property
+    def exhausts(self) -> Path:
+        return self.root / "exhausts"
+
+    @property
+    def pipeline(self) -> Path:
+        return self.root / "pipeline"
+
+    @property
+    def work_db(self) -> Path:
+        return self.pipeline / "work.duckdb"
+
+    @property
+    def requests_db(self) -> Path:
+        return self.pipeline / "requests.duckdb"
+
+    def landing_day(self, day) -> Path:
+        return self.landing / f"date={day.isoformat()}"
+
+
+@contextmanager
+def exclusive_lock(lock_path: Path, timeout: float = LOCK_TIMEOUT_SECONDS) -> Iterator[None]:
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as handle:
+        deadline = time.monotonic() + timeout
+        delay = 0.01
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise WarehouseBusy(
+                        f"{lock_path} is held by another certpipeline process; "
+                        f"waited {timeout:.0f}s"
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _configure(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("SET TimeZone = 'UTC'")
+
+
+@contextmanager
+def connect_locked(db_path: Path, lock_name: str, timeout: float) -> Iterator[duckdb.DuckDBPyConnection]:
+    with exclusive_lock(db_path.parent / lock_name, timeout):
+        con = duckdb.connect(str(db_path))
+        try:
+            _configure(con)
+            yield con
+        finally:
+            con.close()
+
+
+def publish(paths: DataPaths, work: duckdb.DuckDBPyConnection, public_request_columns: str) -> Path:
+    """Swap a fresh copy of the working database in as ``warehouse.duckdb``.
+
+    Called with the work lock held and ``work`` open; the connection is
+    checkpointed so the file on disk is complete before it is copied.
+    """
+    work.execute("CHECKPOINT")
+    staging = paths.warehouse.with_name(f".warehouse.{os.getpid()}.duckdb.tmp")
+    staging.unlink(missing_ok=True)
+    shutil.copyfile(paths.work_db, staging)
+    copy = duckdb.connect(str(staging))
+    try:
+        _configure(copy)
+        # The raw payloads stay behind: analysts query reports, state and
+        # rejections, and raw.events is the bulk of the file.
+        copy.execute("DROP TABLE IF EXISTS raw.events")
+        copy.execute("CREATE SCHEMA IF NOT EXISTS ops")
+        with exclusive_lock(paths.pipeline / "requests.lock"):
+            if paths.requests_db.exists():
+                copy.execute(f"ATTACH '{paths.requests_db}' AS requests_db (READ_ONLY)")
+                copy.execute(
+                    "CREATE OR REPLACE TABLE ops.report_requests AS "
+                    f"SELECT {public_request_columns} FROM requests_db.ops.report_requests"
+                )
+                copy.execute("DETACH requests_db")
+        copy.execute("CHECKPOINT")
+    finally:
+        copy.close()
+    with open(staging, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(staging, paths.warehouse)
+    return paths.warehouse
