@@ -190,6 +190,12 @@ def _ascii(text: str) -> str:
     return "".join(ch for ch in text.lower() if ch.isalnum() or ch == "-")
 
 
+def _numbered(names: tuple[str, ...], i: int) -> str:
+    """names[i], with a number once the names run out: 'Alpha', ..., 'Alpha 2', ..."""
+    name = names[i % len(names)]
+    return f"{name} {i // len(names) + 1}" if i >= len(names) else name
+
+
 def _cumulative(weights) -> list[float]:
     out, acc = [], 0.0
     for w in weights:
@@ -376,9 +382,6 @@ class _Generator:
         d, s = divmod(t, DAY)
         return f"{self._date(d)}T{_TOD[s]}Z"
 
-    def dstr(self, t: int) -> str:
-        return self._date(t // DAY)
-
     # ----------------------------------------------------------------- emission
 
     def emit(self, t: int, etype: str, payload: dict):
@@ -394,7 +397,8 @@ class _Generator:
         else:  # same calendar date in +02:00 as in UTC
             occ = f"{self._date(d)}T{_TOD[s + 7200]}+02:00"
         # eid, etype and occ are plain ASCII without characters JSON would escape
-        line = f'{{"event_id":"{eid}","event_type":"{etype}","occurred_at":"{occ}","payload":{_encode_payload(payload)}}}'
+        line = (f'{{"event_id":"{eid}","event_type":"{etype}","occurred_at":"{occ}","payload":'
+                f'{_encode_payload(payload)}}}')
         folder = (t - self.ws) // DAY
         if folder < self.last and rnd() < LATE_RATE:
             r = rnd()
@@ -511,14 +515,14 @@ class _Generator:
         for k in range(n_dept):
             div = divisions[k % n_div]
             reg_i = k // n_div
-            region = _REGIONS[reg_i % len(_REGIONS)] + (f" {reg_i // len(_REGIONS) + 1}" if reg_i >= len(_REGIONS) else "")
+            region = _numbered(_REGIONS, reg_i)
             departments.append(new_group(f"{div.name} {region}", div.id, 2, div.name))
         n_teams = max(n_dept, min(40_000, L // 30))
         teams = []
         for k in range(n_teams):
             dept = departments[k % n_dept]
             ti = k // n_dept
-            tname = _TEAM_NAMES[ti % len(_TEAM_NAMES)] + (f" {ti // len(_TEAM_NAMES) + 1}" if ti >= len(_TEAM_NAMES) else "")
+            tname = _numbered(_TEAM_NAMES, ti)
             teams.append(new_group(f"{dept.name} · {tname}", dept.id, 3, dept.division))
         partners = new_group("External Partners", None, 0, None)
         porgs = [new_group(n, partners.id, 1, None) for n in _PARTNERS]
@@ -565,7 +569,10 @@ class _Generator:
             c.instructors = pick_staff(1 + int(rnd() * 3))
             c.certs, c.qsets = [], []
             c.is_new = (not is_path) and k > 0 and ndays >= 4 and rnd() < 0.03
-            c.created_ts = ws + DAY + int(rnd() * (ndays // 2) * DAY) if c.is_new else ws + 2400 + k * 600 // (n_courses + n_paths)
+            if c.is_new:
+                c.created_ts = ws + DAY + int(rnd() * (ndays // 2) * DAY)
+            else:
+                c.created_ts = ws + 2400 + k * 600 // (n_courses + n_paths)
             courses.append(c)
         self.courses = courses
 
@@ -581,10 +588,17 @@ class _Generator:
 
         def path_validity():
             r = rnd()
-            return 12 if r < 0.4 else 24 if r < 0.55 else 6 if r < 0.75 else None
+            return 12 if r < 0.35 else 24 if r < 0.5 else 6 if r < 0.8 else None
 
+        first_paths = [c for c in courses if c.is_path][:3]
         for c in courses:
-            if c.is_path:
+            if c.is_path and c in first_paths:
+                # the first paths cover every validity, whatever the size: 12 and 6 months
+                # (re-certified through automatic re-enrollment) and none
+                k = first_paths.index(c)
+                c.certs = [new_cert(f"Certified {c.topic} Professional",
+                                    ("professional", "verified", "professional")[k], (12, 6, None)[k])]
+            elif c.is_path:
                 shared = [x for x in courses if x.is_path and x.certs]
                 if shared and rnd() < 0.2:
                     c.certs = [shared[int(rnd() * len(shared))].certs[0]]
@@ -598,7 +612,7 @@ class _Generator:
             elif rnd() < 0.35:
                 types = ("verified", "honor") if rnd() < 0.4 else (("verified",) if rnd() < 0.5 else ("honor",))
                 c.certs = [new_cert(f"{c.name} – {t.title()} Certificate", t,
-                                    None if rnd() < 0.75 else (12 if rnd() < 0.5 else 24)) for t in types]
+                                    None if rnd() < 0.6 else (12 if rnd() < 0.5 else 24)) for t in types]
         for k in range(2):  # definitions not linked to any session
             new_cert(f"{_TOPICS[int(rnd() * len(_TOPICS))]} Legacy Certificate", "honor", None)
         for k, cert in enumerate(certs):
@@ -611,7 +625,7 @@ class _Generator:
         # ---- question sets
         qseq = [0, 0]
         for c in courses:
-            if rnd() < 0.4:
+            if rnd() < 0.4 or c is courses[0] or c in first_paths[:1]:
                 for _ in range(1 + int(rnd() * 2)):
                     qseq[0] += 1
                     questions = []
@@ -629,7 +643,7 @@ class _Generator:
             if ndays >= 2 and rnd() < 0.05:  # a new instructor during the window
                 t = max(c.created_ts, ws) + 3600 + int(rnd() * (we - max(c.created_ts, ws) - 7200))
                 if t < we:
-                    cat.append((t, "course.upserted", c.payload(c.instructors + pick_staff(1))))
+                    cat.append((t, "course.upserted", c.payload(list(dict.fromkeys(c.instructors + pick_staff(1))))))
 
         # ---- sessions
         sessions: list[_Session] = []
@@ -639,15 +653,19 @@ class _Generator:
                 cats = ["upcoming"] * (1 + int(rnd() * 2))
             elif c is courses[0]:
                 cats = ["past", "current", "upcoming", "evergreen"]
+            elif c in first_paths[:2]:
+                cats = ["evergreen", "evergreen", "current", "past"]
             else:
                 n = (2 + int(rnd() * 3)) if c.is_path else (2 + int(rnd() * 4))
                 cats = []
                 for _ in range(n):
                     r = rnd()
                     if c.is_path:
-                        cats.append("evergreen" if r < 0.45 else "current" if r < 0.7 else "past" if r < 0.88 else "upcoming")
+                        cats.append("evergreen" if r < 0.45 else "current" if r < 0.7
+                                    else "past" if r < 0.88 else "upcoming")
                     else:
-                        cats.append("past" if r < 0.35 else "current" if r < 0.7 else "upcoming" if r < 0.85 else "evergreen")
+                        cats.append("past" if r < 0.35 else "current" if r < 0.7
+                                    else "upcoming" if r < 0.85 else "evergreen")
             for j, kind in enumerate(cats):
                 s = _Session()
                 s.id = f"ses-{len(sessions) + 1:06d}"
@@ -678,9 +696,10 @@ class _Generator:
                 s.start = self._date(start)
                 s.end = self._date(end) if end is not None else None
                 if c.is_path:
-                    s.name = f"{c.name} – {_MONTHS[dt.date.fromordinal(start + _EPOCH_ORD).month - 1]} {dt.date.fromordinal(start + _EPOCH_ORD).year}"
+                    start_date = dt.date.fromordinal(start + _EPOCH_ORD)
+                    s.name = f"{c.name} – {_MONTHS[start_date.month - 1]} {start_date.year}"
                     s.cert = c.certs[0]
-                    s.auto = kind == "evergreen" and s.cert.validity is not None and rnd() < 0.7
+                    s.auto = kind == "evergreen" and s.cert.validity is not None and (rnd() < 0.7 or j == 0)
                 else:
                     s.name = f"Batch {j + 1}"
                     if c is courses[0]:
@@ -696,7 +715,8 @@ class _Generator:
                 elif end is None or end >= day0:
                     s.status = _ONGOING
                 else:
-                    s.status = _ARCHIVED if (end < day0 - 90 and rnd() < 0.5) or (c is courses[0] and kind == "past") else _ENDED
+                    archived = (end < day0 - 90 and rnd() < 0.5) or (c is courses[0] and kind == "past")
+                    s.status = _ARCHIVED if archived else _ENDED
                 s.weight = min(30.0, rng.paretovariate(1.3)) * (3.0 if kind == "evergreen" else 1.0)
                 s.deleted_ts = None
                 sessions.append(s)
@@ -705,7 +725,8 @@ class _Generator:
         if ndays >= 2 and deletable:
             chosen = [s for s in deletable if rnd() < 0.03] or [deletable[int(rnd() * len(deletable))]]
             for s in chosen:
-                s.deleted_ts = ws + 3600 + int(rnd() * (we - ws - 7200))
+                # from the second day on: after the first day's history import
+                s.deleted_ts = ws + DAY + int(rnd() * (we - ws - DAY - 3600))
 
         for s in sessions:
             cat.append((s.created_ts, "session.upserted", s.payload(s.status)))
@@ -809,6 +830,9 @@ class _Generator:
         }
         evs.append((reg, "user.upserted", profile))
         evs.append((reg + 120, "group_member.added", {"group_id": team.id, "user_id": uid, "role": _LEARNER}))
+        if self.n_admins <= i < self.n_admins + len(self.divisions):  # each division has a group admin
+            evs.append((reg + 150, "group_member.added",
+                        {"group_id": self.divisions[i - self.n_admins].id, "user_id": uid, "role": _ADMIN}))
         if not partner:
             r = rnd()
             if r < 0.025:
@@ -820,7 +844,8 @@ class _Generator:
             if rnd() < 0.05:
                 other = self._weighted(self.teams, self.team_cum)
                 if other is not team:
-                    evs.append((reg + 240, "group_member.added", {"group_id": other.id, "user_id": uid, "role": _LEARNER}))
+                    evs.append((reg + 240, "group_member.added",
+                                {"group_id": other.id, "user_id": uid, "role": _LEARNER}))
         live_span = we - live_lo - 600
         if not partner and live_span > 3600 and rnd() < 0.01:  # moved to another team
             t = live_lo + int(rnd() * live_span)
@@ -844,8 +869,7 @@ class _Generator:
                     lo, hi = max(s.h_lo, reg + 3600), s.h_hi
                     if hi > lo and s.id not in taken:
                         taken.add(s.id)
-                        u = rnd()
-                        self._enroll(uid, s, hi - int((hi - lo) * u * u), False, evs, 0)
+                        self._enroll(uid, s, hi - int((hi - lo) * rnd() ** 1.5), False, evs, 0)
                         break
         if live_span > 3600 and self.live_sessions:
             for _ in range(bisect_right(self.live_pois, rnd())):
@@ -916,8 +940,8 @@ class _Generator:
             outcome = _NOT_STARTED
         if outcome == _NOT_STARTED:
             if rnd() < 0.5:
-                evs.append((t_enr + 60, "enrollment.progressed",
-                            {"enrollment_id": enr, "status": _NOT_STARTED, "progress_percent": 0, "completed_at": None}))
+                evs.append((t_enr + 60, "enrollment.progressed", {
+                    "enrollment_id": enr, "status": _NOT_STARTED, "progress_percent": 0, "completed_at": None}))
         else:
             dur = int((2 + 40 * rnd() * rnd()) * DAY)
             if start + dur >= end_limit:
@@ -930,8 +954,8 @@ class _Generator:
             for j, pct in enumerate(pcts):
                 t = start + dur * j // (n_steps + 1) + int(rnd() * 600)
                 pct = pct if rnd() < 0.9 else pct + 0.5
-                evs.append((t, "enrollment.progressed",
-                            {"enrollment_id": enr, "status": _IN_PROGRESS, "progress_percent": pct, "completed_at": None}))
+                evs.append((t, "enrollment.progressed", {
+                    "enrollment_id": enr, "status": _IN_PROGRESS, "progress_percent": pct, "completed_at": None}))
                 if t_q is None and pct >= 40:
                     t_q = t
             if outcome == _COMPLETED:
@@ -954,8 +978,8 @@ class _Generator:
                         if t_re < cut and t_re < end_limit and t_re > t_iss:
                             self._enroll(uid, s, t_re, True, out, depth + 1)
             elif outcome == _FAILED:
-                evs.append((finish, "enrollment.progressed",
-                            {"enrollment_id": enr, "status": _FAILED, "progress_percent": pcts[-1], "completed_at": None}))
+                evs.append((finish, "enrollment.progressed", {
+                    "enrollment_id": enr, "status": _FAILED, "progress_percent": pcts[-1], "completed_at": None}))
                 t_q = t_q or finish - 1800
             if t_q is not None and s.course.qsets:
                 self._answers(uid, s, enr, t_q, t_enr + 60, evs)

@@ -155,7 +155,6 @@ def _field_checks(field: ev.Field) -> list[tuple[str, str]]:
     index = PAYLOAD_FIELD_NAMES.index(field.name) + 1
     json_type = f"payload_types[{index}]"
     value = f"payload_values[{index}]"
-    path = f"'$.{field.name}'"
     absent = f"({json_type} IS NULL OR {json_type} = 'NULL')"
     checks: list[tuple[str, str]] = []
     if field.required:
@@ -165,7 +164,11 @@ def _field_checks(field: ev.Field) -> list[tuple[str, str]]:
     must_be = f"payload.{field.name} must be {_KIND_WORDS[field.kind]}"
     checks.append((f"{present} AND {json_type} NOT IN ({allowed_types})", must_be))
     if field.kind in (ev.TIMESTAMP, ev.DATE):
-        checks.append((f"{present} AND NOT {_in_range_timestamp(value)}", must_be + f" between {EARLIEST_TIMESTAMP} and {LATEST_TIMESTAMP}"))
+        checks.append((f"{present} AND try_cast({value} AS TIMESTAMPTZ) IS NULL", must_be))
+        checks.append(
+            (f"{present} AND NOT {_in_range_timestamp(value)}",
+             f"payload.{field.name} must be between {EARLIEST_TIMESTAMP} and {LATEST_TIMESTAMP}")
+        )
     if field.kind == ev.STRING_LIST:
         checks.append(
             (f"{present} AND len(list_filter(json_type(payload, '$.{field.name}[*]'), lambda t: t <> 'VARCHAR')) > 0", must_be)
@@ -181,7 +184,6 @@ def _field_checks(field: ev.Field) -> list[tuple[str, str]]:
         checks.append((f"{present} AND try_cast({value} AS DOUBLE) < {field.minimum}", f"payload.{field.name} must be >= {field.minimum:g}"))
     if field.maximum is not None:
         checks.append((f"{present} AND try_cast({value} AS DOUBLE) > {field.maximum}", f"payload.{field.name} must be <= {field.maximum:g}"))
-    del path
     return checks
 
 

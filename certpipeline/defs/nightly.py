@@ -1,11 +1,9 @@
 import dagster as dg
 
-from certpipeline.defs.partitions import daily_partitions
 
 nightly_job = dg.define_asset_job(
     "nightly_job",
     selection=dg.AssetSelection.groups("ingestion", "reports", "publication"),
-    partitions_def=daily_partitions,
     # Every step writes the one DuckDB working file; steps in separate
     # processes would only queue on its lock.
     executor_def=dg.in_process_executor,

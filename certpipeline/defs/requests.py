@@ -69,7 +69,6 @@ def produce_request(warehouse: WarehouseResource, request_id: str, today: dt.dat
 report_job = dg.define_asset_job(
     "report_request_job",
     selection=[report_exhaust],
-    partitions_def=request_partitions,
     executor_def=dg.in_process_executor,
     description="Produces one report request (partition = request id).",
 )

@@ -1,0 +1,61 @@
+"""What the Dagster UI loads: a snapshot of the definitions, so a renamed or
+dropped asset, job, schedule or sensor is a visible test change."""
+
+import datetime as dt
+
+import dagster as dg
+
+from certpipeline.definitions import defs
+
+
+def test_definitions_snapshot():
+    graph = defs.resolve_asset_graph()
+    assert sorted(key.to_user_string() for key in graph.get_all_asset_keys()) == [
+        "entity_history",
+        "published_warehouse",
+        "raw_events",
+        "report_exhaust",
+        "reports/certificate_type_totals",
+        "reports/course_batch_dashboard",
+        "reports/learner_certificate_history",
+        "reports/path_certificate_learners",
+        "reports/path_certificate_stats",
+    ]
+    assert sorted(check.to_user_string() for check in graph.asset_check_keys) == [
+        "entity_history:references_resolve",
+        "reports/certificate_type_totals:keys_unique",
+        "reports/certificate_type_totals:totals_reconcile_with_awards",
+        "reports/course_batch_dashboard:keys_unique",
+        "reports/learner_certificate_history:keys_unique",
+        "reports/path_certificate_learners:keys_unique",
+        "reports/path_certificate_learners:learner_certificates_listed",
+        "reports/path_certificate_stats:keys_unique",
+    ]
+    repository = defs.get_repository_def()
+    assert sorted(job.name for job in repository.get_all_jobs() if not job.name.startswith("__")) == [
+        "nightly_job",
+        "report_request_job",
+    ]
+    assert sorted((s.name, s.cron_schedule) for s in repository.schedule_defs) == [
+        ("nightly_job_schedule", "0 2 * * *"),
+        ("nightly_request_schedule", "30 2 * * *"),
+    ]
+    assert [s.name for s in repository.sensor_defs] == ["report_request_sensor"]
+
+
+def test_nightly_schedule_targets_the_previous_day():
+    schedule = defs.resolve_schedule_def("nightly_job_schedule")
+    with dg.DagsterInstance.ephemeral() as instance:
+        context = dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=dt.datetime(2026, 11, 25, 2, 0, tzinfo=dt.timezone.utc),
+        )
+        run_requests = schedule.evaluate_tick(context).run_requests
+    assert [r.partition_key for r in run_requests] == ["2026-11-24"]
+
+
+def test_resources_come_from_the_environment(monkeypatch, tmp_path):
+    from certpipeline.defs.resources import WarehouseResource
+
+    monkeypatch.setenv("CERTPIPELINE_DATA_DIR", str(tmp_path))
+    assert WarehouseResource.from_environment().paths.root == tmp_path.resolve()

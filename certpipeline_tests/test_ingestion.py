@@ -1,0 +1,262 @@
+"""Ingestion of landing days into raw.events, raw.rejected_events and the entity history."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+
+import pytest
+
+from certpipeline import ingestion
+from certpipeline.state import load_state
+from certpipeline_tests.conftest import query, run_nightly
+
+D1, D2, D3 = "2026-11-20", "2026-11-21", "2026-11-22"
+
+# The report and state tables a re-run must leave exactly as they were.
+COMPARED_TABLES = [
+    "raw.events", "raw.rejected_events", "state.user_history", "state.enrollment_history",
+    "state.award_history", "reports.path_certificate_learners", "reports.certificate_type_totals",
+    "reports.course_batch_dashboard",
+]
+
+
+def _snapshot(warehouse) -> dict[str, list[tuple]]:
+    return {
+        table: query(warehouse, f"SELECT * EXCLUDE (ingested_at) FROM {table} ORDER BY ALL")
+        if table == "raw.landing_files"
+        else query(warehouse, f"SELECT * FROM {table} ORDER BY ALL")
+        for table in COMPARED_TABLES
+    }
+
+
+def _accounts(warehouse, day):
+    return query(
+        warehouse,
+        "SELECT file, lines_read FROM raw.landing_files WHERE landing_date = ? ORDER BY file",
+        [dt.date.fromisoformat(day)],
+    )
+
+
+def test_duplicate_event_ids_count_once_across_days_and_files(landing, warehouse, instance):
+    landing.user(D1, "u1", name="First")
+    landing.event(D1, "user.upserted", {"user_id": "u2", "name": "B", "email": "b@x", "registered_at": "2025-01-01"},
+                  event_id="dup-1")
+    landing.event(D1, "user.upserted", {"user_id": "u2", "name": "B", "email": "b@x", "registered_at": "2025-01-01"},
+                  event_id="dup-1", file="part-00001.jsonl")
+    landing.event(D2, "user.upserted", {"user_id": "u2", "name": "B", "email": "b@x", "registered_at": "2025-01-01"},
+                  event_id="dup-1")
+    assert run_nightly(warehouse, D1, instance).success
+    assert run_nightly(warehouse, D2, instance).success
+
+    copies = query(warehouse, "SELECT landing_date::VARCHAR, file, line_number, is_duplicate FROM raw.events "
+                              "WHERE event_id = 'dup-1' ORDER BY ALL")
+    assert copies == [
+        (D1, f"date={D1}/part-00000.jsonl", 2, False),
+        (D1, f"date={D1}/part-00001.jsonl", 1, True),
+        (D2, f"date={D2}/part-00000.jsonl", 1, True),
+    ]
+    assert query(warehouse, "SELECT count(*) FROM state.user_history WHERE user_id = 'u2'") == [(1,)]
+    with warehouse.work() as con:
+        accounts = ingestion.file_accounts(con, dt.date.fromisoformat(D2))
+    assert [(a.lines_read, a.accepted, a.duplicates, a.rejected) for a in accounts] == [(1, 0, 1, 0)]
+
+
+def test_the_earliest_copy_wins_whatever_order_days_are_ingested(landing, warehouse, instance):
+    landing.event(D2, "user.upserted", {"user_id": "u1", "name": "Later copy", "email": "a@x",
+                                        "registered_at": "2025-01-01"}, event_id="same", occurred_at=f"{D1}T08:00:00Z")
+    landing.event(D1, "user.upserted", {"user_id": "u1", "name": "Earlier copy", "email": "a@x",
+                                        "registered_at": "2025-01-01"}, event_id="same", occurred_at=f"{D1}T08:00:00Z")
+    assert run_nightly(warehouse, D2, instance).success  # out of order, as a backfill may
+    assert query(warehouse, "SELECT name FROM state.user_history") == [("Later copy",)]
+    assert run_nightly(warehouse, D1, instance).success
+    assert query(warehouse, "SELECT landing_date::VARCHAR, is_duplicate FROM raw.events ORDER BY 1") == [
+        (D1, False), (D2, True)]
+    assert query(warehouse, "SELECT name FROM state.user_history") == [("Earlier copy",)]
+
+
+def test_late_arriving_upsert_lands_in_its_place(landing, warehouse, instance):
+    landing.user(D1, "u1", name="Original")
+    landing.event(D3, "user.upserted", {"user_id": "u1", "name": "Renamed on day 2", "email": "u1@example.com",
+                                        "registered_at": "2025-01-15T00:00:00Z"}, occurred_at=f"{D2}T10:00:00Z")
+    # Delivered on day 3 but occurred before the upsert that day 3 also holds.
+    landing.event(D3, "user.upserted", {"user_id": "u1", "name": "Renamed on day 3", "email": "u1@example.com",
+                                        "registered_at": "2025-01-15T00:00:00Z"}, occurred_at=f"{D3}T10:00:00Z")
+    landing.event(D3, "user.upserted", {"user_id": "u1", "name": "Stale, occurred on day 1", "email": "u1@example.com",
+                                        "registered_at": "2025-01-15T00:00:00Z"}, occurred_at=f"{D1}T13:00:00Z")
+    for day in (D1, D3):
+        landing.folder(day)
+    landing.folder(D2)
+    for day in (D1, D2, D3):
+        assert run_nightly(warehouse, day, instance).success
+    with warehouse.work() as con:
+        names = {day: load_state(con, dt.date.fromisoformat(day)).users["name"].to_list() for day in (D1, D2, D3)}
+    assert names == {D1: ["Stale, occurred on day 1"], D2: ["Renamed on day 2"], D3: ["Renamed on day 3"]}
+    assert query(warehouse, "SELECT name FROM state.users") == [("Renamed on day 3",)]
+
+
+def test_rerunning_a_day_leaves_the_same_warehouse(landing, warehouse, instance):
+    landing.user(D1, "u1")
+    landing.course(D1, "c1")
+    landing.certificate(D1, "k1")
+    landing.session(D1, "s1", "c1", "k1")
+    landing.enroll(D1, "n1", "u1", "s1")
+    landing.award(D1, "a1", "u1", "k1", f"{D1}T10:00:00Z", enrollment_id="n1")
+    landing.line(D1, "not json")
+    landing.user(D2, "u2")
+    landing.enroll(D2, "n2", "u2", "s1")
+    for day in (D1, D2):
+        assert run_nightly(warehouse, day, instance).success
+    before = _snapshot(warehouse)
+    assert run_nightly(warehouse, D1, instance).success
+    assert run_nightly(warehouse, D2, instance).success
+    assert _snapshot(warehouse) == before
+    assert query(warehouse, "SELECT count(*) FROM raw.events") == [(8,)]
+    assert query(warehouse, "SELECT count(*) FROM raw.history_refresh_queue") == [(0,)]
+
+
+GOOD_USER = {"user_id": "u1", "name": "A", "email": "a@x", "registered_at": "2025-01-01T00:00:00Z"}
+REJECTIONS = [
+    ('{"event_id": "x", "event_type": "user.upserted"', "not valid JSON"),
+    ("[1, 2, 3]", "not a JSON object"),
+    ("   ", "empty line"),
+    (json.dumps({"event_type": "user.upserted", "occurred_at": "2026-11-20T00:00:00Z", "payload": GOOD_USER}),
+     "event_id is required"),
+    (json.dumps({"event_id": 7, "event_type": "user.upserted", "occurred_at": "2026-11-20T00:00:00Z",
+                 "payload": GOOD_USER}), "event_id must be a non-empty string"),
+    (json.dumps({"event_id": "x", "occurred_at": "2026-11-20T00:00:00Z", "payload": GOOD_USER}),
+     "event_type is required"),
+    (json.dumps({"event_id": "x", "event_type": "badge.awarded", "occurred_at": "2026-11-20T00:00:00Z",
+                 "payload": {}}), "unknown event_type: badge.awarded"),
+    (json.dumps({"event_id": "x", "event_type": "user.upserted", "payload": GOOD_USER}), "occurred_at is required"),
+    (json.dumps({"event_id": "x", "event_type": "user.upserted", "occurred_at": "yesterday", "payload": GOOD_USER}),
+     "occurred_at must be an ISO-8601 timestamp"),
+    (json.dumps({"event_id": "x", "event_type": "user.upserted", "occurred_at": "2400-01-01T00:00:00Z",
+                 "payload": GOOD_USER}), "occurred_at must be between 1970-01-01 and 2100-01-01"),
+    (json.dumps({"event_id": "x", "event_type": "user.upserted", "occurred_at": "2026-11-20T00:00:00Z"}),
+     "payload is required"),
+    (json.dumps({"event_id": "x", "event_type": "user.upserted", "occurred_at": "2026-11-20T00:00:00Z",
+                 "payload": "u1"}), "payload must be a JSON object"),
+    (json.dumps({"event_id": "x", "event_type": "user.upserted", "occurred_at": "2026-11-20T00:00:00Z",
+                 "payload": {**GOOD_USER, "email": None}}), "payload.email is required"),
+    (json.dumps({"event_id": "x", "event_type": "user.upserted", "occurred_at": "2026-11-20T00:00:00Z",
+                 "payload": {**GOOD_USER, "name": 12}}), "payload.name must be a string"),
+    (json.dumps({"event_id": "x", "event_type": "user.upserted", "occurred_at": "2026-11-20T00:00:00Z",
+                 "payload": {**GOOD_USER, "platform_role": "root"}}), "payload.platform_role must be one of: admin"),
+    (json.dumps({"event_id": "x", "event_type": "user.upserted", "occurred_at": "2026-11-20T00:00:00Z",
+                 "payload": {**GOOD_USER, "custom_fields": {"k": 1}}}),
+     "payload.custom_fields must be an object of string values"),
+    (json.dumps({"event_id": "x", "event_type": "user.upserted", "occurred_at": "2026-11-20T00:00:00Z",
+                 "payload": {**GOOD_USER, "registered_at": "soon"}}),
+     "payload.registered_at must be an ISO-8601 timestamp"),
+    (json.dumps({"event_id": "x", "event_type": "course.upserted", "occurred_at": "2026-11-20T00:00:00Z",
+                 "payload": {"course_id": "c", "name": "n", "authors": ["a", 1]}}),
+     "payload.authors must be a list of strings"),
+    (json.dumps({"event_id": "x", "event_type": "session.upserted", "occurred_at": "2026-11-20T00:00:00Z",
+                 "payload": {"session_id": "s", "course_id": "c", "name": "n", "auto_reenrollment": "yes"}}),
+     "payload.auto_reenrollment must be true or false"),
+    (json.dumps({"event_id": "x", "event_type": "session.upserted", "occurred_at": "2026-11-20T00:00:00Z",
+                 "payload": {"session_id": "s", "course_id": "c", "name": "n", "status": "paused"}}),
+     "payload.status must be one of: not_started, ongoing, ended, archived"),
+    (json.dumps({"event_id": "x", "event_type": "certificate.upserted", "occurred_at": "2026-11-20T00:00:00Z",
+                 "payload": {"certificate_id": "k", "title": "t", "validity_months": 0}}),
+     "payload.validity_months must be >= 1"),
+    (json.dumps({"event_id": "x", "event_type": "certificate.upserted", "occurred_at": "2026-11-20T00:00:00Z",
+                 "payload": {"certificate_id": "k", "title": "t", "validity_months": 1.5}}),
+     "payload.validity_months must be an integer"),
+    (json.dumps({"event_id": "x", "event_type": "enrollment.progressed", "occurred_at": "2026-11-20T00:00:00Z",
+                 "payload": {"enrollment_id": "n", "status": "completed", "progress_percent": 101}}),
+     "payload.progress_percent must be <= 100"),
+    (json.dumps({"event_id": "x", "event_type": "enrollment.progressed", "occurred_at": "2026-11-20T00:00:00Z",
+                 "payload": {"enrollment_id": "n", "status": "completed", "progress_percent": "50"}}),
+     "payload.progress_percent must be a number"),
+    (json.dumps({"event_id": "x", "event_type": "group_member.added", "occurred_at": "2026-11-20T00:00:00Z",
+                 "payload": {"group_id": "g", "user_id": "u", "role": "owner"}}),
+     "payload.role must be one of: learner, coach, admin"),
+]
+
+
+@pytest.mark.parametrize(("line", "reason"), REJECTIONS, ids=[reason for _, reason in REJECTIONS])
+def test_each_rejection_keeps_the_line_and_its_reason(landing, warehouse, instance, line, reason):
+    landing.user(D1, "good")
+    landing.line(D1, line)
+    assert run_nightly(warehouse, D1, instance).success
+    assert query(warehouse, "SELECT file, line_number, raw_line, reason FROM raw.rejected_events") == [
+        (f"date={D1}/part-00000.jsonl", 2, line, reason)
+    ]
+    assert query(warehouse, "SELECT event_id FROM raw.events") == [("e-1",)]
+
+
+def test_invalid_utf8_and_unreadable_gzip_are_rejected_not_fatal(landing, warehouse, instance):
+    landing.user(D1, "u1")
+    with open(landing.folder(D1) / "part-00000.jsonl", "ab") as handle:
+        handle.write(b'{"event_id": "\xff\xfe"}\n')
+    (landing.folder(D1) / "part-00001.jsonl.gz").write_bytes(b"this is not gzip")
+    good = gzip.compress(json.dumps({"event_id": "z1", "event_type": "user.deleted",
+                                     "occurred_at": f"{D1}T18:00:00Z", "payload": {"user_id": "u1"}}).encode() + b"\n")
+    (landing.folder(D1) / "part-00002.jsonl.gz").write_bytes(good)
+    assert run_nightly(warehouse, D1, instance).success
+    rejected = query(warehouse, "SELECT file, line_number, reason FROM raw.rejected_events ORDER BY file")
+    assert rejected[0] == (f"date={D1}/part-00000.jsonl", 2, "line is not valid UTF-8")
+    assert rejected[1][:2] == (f"date={D1}/part-00001.jsonl.gz", None)
+    assert rejected[1][2].startswith("file is not readable: BadGzipFile")
+    assert query(warehouse, "SELECT status FROM state.users") == [("deleted",)]
+
+
+def test_lines_read_equal_accepted_plus_duplicates_plus_rejected_per_file(landing, warehouse, instance):
+    for number in range(5):
+        landing.user(D1, f"u{number}")
+    landing.event(D1, "user.deleted", {"user_id": "u1"}, event_id="e-1")  # same id as the first upsert
+    landing.line(D1, "{broken")
+    landing.user(D1, "u9", file="part-00001.jsonl")
+    landing.line(D1, '{"event_id": "q"}', file="part-00001.jsonl")
+    assert run_nightly(warehouse, D1, instance).success
+    with warehouse.work() as con:
+        accounts = ingestion.file_accounts(con, dt.date.fromisoformat(D1))
+    assert [(a.file, a.lines_read, a.accepted, a.duplicates, a.rejected) for a in accounts] == [
+        (f"date={D1}/part-00000.jsonl", 7, 5, 1, 1),
+        (f"date={D1}/part-00001.jsonl", 2, 1, 0, 1),
+    ]
+    for account in accounts:
+        assert account.lines_read == account.accepted + account.duplicates + account.rejected
+
+
+def test_materialization_reports_the_accounting_in_metadata(landing, warehouse, instance):
+    landing.user(D1, "u1")
+    landing.line(D1, "oops")
+    result = run_nightly(warehouse, D1, instance)
+    raw = next(m for m in result.get_asset_materialization_events() if m.asset_key.to_user_string() == "raw_events")
+    metadata = raw.materialization.metadata
+    assert (metadata["lines_read"].value, metadata["accepted"].value, metadata["rejected"].value) == (2, 1, 1)
+    assert "part-00000.jsonl" in metadata["preview"].value
+
+
+def test_a_missing_landing_day_fails_with_a_clear_error(warehouse, instance):
+    result = run_nightly_allowing_failure(warehouse, D1, instance)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    error = failure.step_failure_data.error
+    while error.cause is not None:
+        error = error.cause
+    assert f"no landing folder for {D1}" in error.message
+
+
+def run_nightly_allowing_failure(warehouse, day, instance):
+    import dagster as dg
+
+    from certpipeline.definitions import defs
+    from certpipeline_tests.conftest import NIGHTLY
+
+    return dg.materialize(list(defs.assets), selection=NIGHTLY, partition_key=day,
+                          resources={"warehouse": warehouse}, instance=instance, raise_on_error=False)
+
+
+def test_unresolved_references_are_reported_by_an_asset_check(landing, warehouse, instance):
+    landing.user(D1, "u1")
+    landing.enroll(D1, "n1", "u1", "no-such-session")
+    result = run_nightly(warehouse, D1, instance)
+    check = next(c for c in result.get_asset_check_evaluations() if c.check_name == "references_resolve")
+    assert not check.passed
+    assert check.metadata["unresolved_references"].value == 1
+    assert "enrollments.session_id" in check.metadata["preview"].value

@@ -1,0 +1,114 @@
+"""The Dagster UI loads the pipeline: start dagster-webserver on 127.0.0.1,
+query its GraphQL endpoint, stop it."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+QUERY = """
+{
+  workspaceOrError {
+    ... on Workspace {
+      locationEntries {
+        name
+        locationOrLoadError {
+          __typename
+          ... on PythonError { message }
+          ... on RepositoryLocation {
+            repositories {
+              name
+              jobs { name }
+              schedules { name cronSchedule scheduleState { status } }
+              sensors { name sensorState { status } }
+              assetNodes { assetKey { path } }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _graphql(port: int, query: str) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@pytest.mark.slow
+def test_webserver_loads_every_asset_schedule_and_sensor(tmp_path):
+    port = _free_port()
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home"), "CERTPIPELINE_DATA_DIR": str(tmp_path / "data")}
+    (tmp_path / "dagster_home").mkdir()
+    (tmp_path / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    log = open(tmp_path / "webserver.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "dagster_webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=REPOSITORY, env=env, stdout=log, stderr=subprocess.STDOUT,
+        # The webserver stops on SIGINT; a child started in the background may
+        # inherit SIGINT ignored, so restore the default handler.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError("webserver did not start:\n" + (tmp_path / "webserver.log").read_text())
+                time.sleep(0.3)
+        answer = _graphql(port, QUERY)
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+    entries = answer["data"]["workspaceOrError"]["locationEntries"]
+    assert len(entries) == 1
+    location = entries[0]["locationOrLoadError"]
+    assert location["__typename"] == "RepositoryLocation", location
+    repository = location["repositories"][0]
+    assert sorted("/".join(node["assetKey"]["path"]) for node in repository["assetNodes"]) == [
+        "entity_history", "published_warehouse", "raw_events", "report_exhaust",
+        "reports/certificate_type_totals", "reports/course_batch_dashboard", "reports/learner_certificate_history",
+        "reports/path_certificate_learners", "reports/path_certificate_stats",
+    ]
+    assert sorted((s["name"], s["cronSchedule"], s["scheduleState"]["status"]) for s in repository["schedules"]) == [
+        ("nightly_job_schedule", "0 2 * * *", "RUNNING"),
+        ("nightly_request_schedule", "30 2 * * *", "RUNNING"),
+    ]
+    assert [(s["name"], s["sensorState"]["status"]) for s in repository["sensors"]] == [
+        ("report_request_sensor", "RUNNING")
+    ]
+    assert {"nightly_job", "report_request_job"} <= {job["name"] for job in repository["jobs"]}
+    assert server.returncode is not None
+    log_text = (tmp_path / "webserver.log").read_text()
+    assert "Traceback" not in log_text, log_text
