@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from certpipeline import events as ev
+from certpipeline.faults import crash_point
 from certpipeline.warehouse import DataPaths
 
 RAW_DDL = """
@@ -274,6 +275,7 @@ def ingest_day(con: duckdb.DuckDBPyConnection, paths: DataPaths, day: dt.date) -
             con.execute(f"DELETE FROM {table} WHERE landing_date = ?", [day])
         for path in files:
             _ingest_file(con, paths, day, path)
+            crash_point("ingest.file_loaded")
         con.execute(
             "INSERT INTO affected_event_ids SELECT DISTINCT event_id FROM raw.events "
             "WHERE landing_date = ? EXCEPT SELECT event_id FROM affected_event_ids",

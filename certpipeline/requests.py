@@ -79,6 +79,12 @@ class ReportType:
     password_required: bool = False
     takes_filters: bool = False
 
+    @property
+    def per_requester(self) -> bool:
+        """The path certificate reports show what the requester may see (contract
+        section 5), so the same scope and filters asked by two people are two reports."""
+        return self.takes_filters
+
 
 REPORT_TYPES = {
     t.name: t
@@ -172,6 +178,15 @@ def _first(frame: pl.DataFrame, column: str):
     return frame[column][0] if not frame.is_empty() else None
 
 
+def _user_ids(frame: pl.DataFrame, column: str) -> list[str]:
+    """The first row's list cell (authors, instructors, mentors) as a Python list.
+    Polars returns a list cell as a Series, whose truth value is an error."""
+    value = _first(frame, column)
+    if value is None:
+        return []
+    return value.to_list() if isinstance(value, pl.Series) else list(value)
+
+
 def check_rights(state: State, spec: RequestSpec) -> None:
     """Raise RequestRefused unless the scope exists and the requester may request it."""
     report_type = _shape_check(spec)
@@ -187,8 +202,8 @@ def check_rights(state: State, spec: RequestSpec) -> None:
         course = state.courses.filter(pl.col("course_id") == spec.course)
         if course.is_empty():
             raise RequestRefused(f"unknown course {spec.course!r}")
-        if not (is_admin or _first(course, "created_by") == me or me in (_first(course, "authors") or [])
-                or me in (_first(course, "instructors") or [])):
+        if not (is_admin or _first(course, "created_by") == me or me in _user_ids(course, "authors")
+                or me in _user_ids(course, "instructors")):
             raise RequestRefused(
                 f"{me} may not request {spec.report_type} for course {spec.course}: "
                 "only platform admins, the course creator, authors and instructors may"
@@ -201,7 +216,7 @@ def check_rights(state: State, spec: RequestSpec) -> None:
         creators = {_first(batch, "created_by"), _first(course, "created_by")} - {None}
         allowed = is_admin or me in creators
         if not report_type.password_required:
-            allowed = allowed or me in (batch["mentors"][0] or [])
+            allowed = allowed or me in _user_ids(batch, "mentors")
         if not allowed:
             who = "the course or batch creator" + ("" if report_type.password_required else " and batch mentors")
             raise RequestRefused(
@@ -259,8 +274,9 @@ def file_request(
     try:
         waiting = con.execute(
             "SELECT request_id, status FROM ops.report_requests WHERE report_type = ? AND scope = ? "
-            "AND filters = ? AND status IN (?, ?) ORDER BY requested_at LIMIT 1",
-            [spec.report_type, spec.scope, spec.filters_json, SUBMITTED, PENDING],
+            "AND filters = ? AND status IN (?, ?) AND (NOT ? OR requested_by = ?) ORDER BY requested_at LIMIT 1",
+            [spec.report_type, spec.scope, spec.filters_json, SUBMITTED, PENDING, report_type.per_requester,
+             spec.requested_by],
         ).fetchall()
         if waiting:
             raise RequestRefused(
@@ -314,16 +330,15 @@ def claim_waiting(
     ``process-requests`` does, since production re-checks the status under the
     work lock and never produces a request twice."""
     now = now or _now()
-    condition = "status = 'Submitted' OR (status = 'Pending'"
-    condition += ")" if include_leased else " AND (lease_expires_at IS NULL OR lease_expires_at <= $now))"
     rows = con.execute(
-        f"""
+        """
         UPDATE ops.report_requests
         SET status = 'Pending', attempts = attempts + 1, lease_expires_at = $lease_end
-        WHERE {condition}
+        WHERE status = 'Submitted'
+           OR (status = 'Pending' AND ($include_leased OR lease_expires_at IS NULL OR lease_expires_at <= $now))
         RETURNING request_id, attempts, requested_at
         """,
-        {"now": now, "lease_end": now + lease},
+        {"now": now, "lease_end": now + lease, "include_leased": include_leased},
     ).fetchall()
     return [(request_id, attempts) for request_id, attempts, _ in sorted(rows, key=lambda row: (row[2], row[0]))]
 
@@ -450,5 +465,8 @@ def produce(state: State, exhausts_dir: Path, request_id: str, spec: RequestSpec
     check_rights(state, spec)
     frame = report_frame(state, spec)
     directory, stem = report_file_location(exhausts_dir, request_id, spec)
+    # A production killed mid-write leaves its hidden temporary file behind.
+    for stale in directory.glob(f".{safe_file_component(stem)}.*.tmp"):
+        stale.unlink(missing_ok=True)
     return write_report_file(frame, directory, stem, password)
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import duckdb
 import polars as pl
 
+from certpipeline.faults import crash_point
+
 ORDERING = "occurred_at, landing_date, file, line_number"
 LATEST_FIRST = "occurred_at DESC, landing_date DESC, file DESC, line_number DESC"
 
@@ -158,6 +160,7 @@ def refresh_history(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
                 + _select_history(entity, "event_id IN (SELECT event_id FROM affected_event_ids)")
             )
         con.execute("DELETE FROM raw.history_refresh_queue WHERE event_id IN (SELECT event_id FROM affected_event_ids)")
+        crash_point("history.refreshing")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

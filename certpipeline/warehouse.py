@@ -28,6 +28,8 @@ from pathlib import Path
 
 import duckdb
 
+from certpipeline.faults import crash_point
+
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = REPOSITORY_ROOT / "data"
 LOCK_TIMEOUT_SECONDS = 6 * 3600.0
@@ -119,8 +121,11 @@ def publish(paths: DataPaths, work: duckdb.DuckDBPyConnection, public_request_co
     checkpointed so the file on disk is complete before it is copied.
     """
     work.execute("CHECKPOINT")
+    # A crash between copy and rename leaves a staging file; the work lock
+    # we hold means no other publication is under way, so any is stale.
+    for stale in paths.root.glob(".warehouse.*.duckdb.tmp"):
+        stale.unlink(missing_ok=True)
     staging = paths.warehouse.with_name(f".warehouse.{os.getpid()}.duckdb.tmp")
-    staging.unlink(missing_ok=True)
     shutil.copyfile(paths.work_db, staging)
     copy = duckdb.connect(str(staging))
     try:
@@ -142,5 +147,6 @@ def publish(paths: DataPaths, work: duckdb.DuckDBPyConnection, public_request_co
         copy.close()
     with open(staging, "rb") as handle:
         os.fsync(handle.fileno())
+    crash_point("publish.copied")
     os.replace(staging, paths.warehouse)
     return paths.warehouse

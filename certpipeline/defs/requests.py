@@ -8,6 +8,7 @@ import datetime as dt
 import dagster as dg
 
 from certpipeline import requests as report_requests
+from certpipeline.faults import crash_point
 from certpipeline.defs.partitions import request_partitions
 from certpipeline.defs.resources import WarehouseResource
 from certpipeline.password_vault import PasswordVault
@@ -56,6 +57,7 @@ def produce_request(warehouse: WarehouseResource, request_id: str, today: dt.dat
                     queue, request_id, f"{type(error).__name__}: {error}", permanent=False
                 )
             raise
+        crash_point("request.file_written")
         with warehouse.requests() as queue:
             report_requests.mark_success(queue, request_id, report_file)
     return {

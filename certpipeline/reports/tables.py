@@ -13,6 +13,7 @@ from collections.abc import Callable
 import duckdb
 import polars as pl
 
+from certpipeline.faults import crash_point
 from certpipeline.reports import certificate_totals, course_dashboard, path_certificates
 from certpipeline.state import State
 
@@ -75,6 +76,7 @@ def write_snapshots(con: duckdb.DuckDBPyConnection, day: dt.date, reports: dict[
             con.register("snapshot", frame)
             con.execute(f"INSERT INTO reports.{name} BY NAME SELECT * FROM snapshot")
             con.unregister("snapshot")
+            crash_point("reports.table_written")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -1,0 +1,28 @@
+"""Named crash points for the crash-safety tests.
+
+With ``CERTPIPELINE_CRASH_AT=<name>`` in its environment, a process kills
+itself with SIGKILL when it reaches that point: no cleanup, no rollback, the
+way a power cut or the OOM killer would end a nightly run. Unset (always, in
+production) it costs one dictionary lookup.
+"""
+
+import os
+import signal
+
+ENVIRONMENT_VARIABLE = "CERTPIPELINE_CRASH_AT"
+
+# Every point, so a test can check it was reached (and none is misspelt).
+POINTS = (
+    "ingest.file_loaded",  # inside the ingestion transaction, after the first file
+    "history.refreshing",  # inside the entity-history transaction, before commit
+    "reports.table_written",  # inside the snapshot transaction, after the first table
+    "publish.copied",  # the staging copy is written, not yet renamed into place
+    "request.file_written",  # the report file is in place, the request not yet marked Success
+)
+
+
+def crash_point(name: str) -> None:
+    if name not in POINTS:
+        raise ValueError(f"unknown crash point {name!r}")
+    if os.environ.get(ENVIRONMENT_VARIABLE) == name:
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,111 @@
+"""A pipeline killed with SIGKILL at any point loses and duplicates nothing:
+re-running gives exactly the warehouse a clean run gives."""
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from certpipeline.faults import POINTS
+from certpipeline.generate import generate_landing
+
+LAST_DAY = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
+DAYS = [LAST_DAY - dt.timedelta(days=1), LAST_DAY]
+# Columns that record when something happened, not what.
+VOLATILE_COLUMNS = {"ingested_at", "requested_at", "completed_at", "lease_expires_at"}
+
+
+def cli(data_dir: Path, *args, crash_at: str | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CERTPIPELINE_DATA_DIR": str(data_dir), "DAGSTER_HOME": str(data_dir / "dagster_home")}
+    env.pop("CERTPIPELINE_CRASH_AT", None)
+    if crash_at:
+        env["CERTPIPELINE_CRASH_AT"] = crash_at
+    return subprocess.run([sys.executable, "-m", "certpipeline.cli", *args], env=env, capture_output=True,
+                          text=True, input=stdin, timeout=600)
+
+
+def run_days(data_dir: Path, crash_at: str | None = None) -> subprocess.CompletedProcess:
+    return cli(data_dir, "run", "--from", DAYS[0].isoformat(), "--to", DAYS[-1].isoformat(), crash_at=crash_at)
+
+
+def database_contents(path: Path) -> dict[str, list[tuple]]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        tables = con.sql("SELECT schema_name, table_name FROM duckdb_tables() ORDER BY ALL").fetchall()
+        contents = {}
+        for schema, table in tables:
+            columns = [c for (c,) in con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ? ORDER BY column_index",
+                [schema, table]).fetchall() if c not in VOLATILE_COLUMNS]
+            column_list = ", ".join(f'"{c}"' for c in columns)
+            contents[f"{schema}.{table}"] = con.sql(f'SELECT {column_list} FROM "{schema}"."{table}" ORDER BY ALL').fetchall()
+        return contents
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def landing_source(tmp_path_factory) -> Path:
+    source = tmp_path_factory.mktemp("landing_source")
+    generate_landing(source, learners=400, days=len(DAYS), seed=11, end_date=LAST_DAY)
+    return source
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory, landing_source) -> Path:
+    data_dir = tmp_path_factory.mktemp("clean")
+    os.symlink(landing_source / "landing", data_dir / "landing")
+    result = run_days(data_dir)
+    assert result.returncode == 0, result.stderr
+    return data_dir
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", [p for p in POINTS if not p.startswith("request.")])
+def test_killed_run_then_rerun_equals_a_clean_run(tmp_path, landing_source, clean_run, point):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    os.symlink(landing_source / "landing", data_dir / "landing")
+    crashed = run_days(data_dir, crash_at=point)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    rerun = run_days(data_dir)
+    assert rerun.returncode == 0, rerun.stderr
+    assert database_contents(data_dir / "pipeline" / "work.duckdb") == database_contents(
+        clean_run / "pipeline" / "work.duckdb")
+    assert database_contents(data_dir / "warehouse.duckdb") == database_contents(clean_run / "warehouse.duckdb")
+    assert not list(data_dir.glob(".warehouse.*.tmp"))
+
+
+@pytest.mark.slow
+def test_request_killed_mid_production_is_finished_once_on_the_next_pass(tmp_path, landing_source):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    os.symlink(landing_source / "landing", data_dir / "landing")
+    assert run_days(data_dir).returncode == 0
+    analyst = duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True)
+    admin, batch = analyst.sql(
+        "SELECT (SELECT user_id FROM state.users WHERE platform_role = 'admin' AND status = 'active' ORDER BY 1 LIMIT 1),"
+        " (SELECT batch_id FROM reports.course_batch_dashboard ORDER BY total_enrollment DESC, batch_id LIMIT 1)"
+    ).fetchall()[0]
+    analyst.close()
+    filed = cli(data_dir, "request", "course_progress_exhaust", "--batch", batch, "--by", admin)
+    assert filed.returncode == 0, filed.stderr
+    request_id = filed.stdout.strip()
+
+    crashed = cli(data_dir, "process-requests", crash_at="request.file_written")
+    assert crashed.returncode == -signal.SIGKILL
+    listed = cli(data_dir, "requests", "--batch", batch)
+    assert f"{request_id}  Pending" in listed.stdout
+
+    finished = cli(data_dir, "process-requests")
+    assert finished.returncode == 0, finished.stderr
+    assert f"{request_id}  Success" in finished.stdout
+    files = sorted(p.name for p in (data_dir / "exhausts").rglob("*") if p.is_file())
+    assert len(files) == 1 and request_id in files[0], files
+    again = cli(data_dir, "process-requests")
+    assert again.stdout.strip() == "no waiting requests"
