@@ -113,9 +113,21 @@ def dagster_instance():
     Path(home).mkdir(parents=True, exist_ok=True)
     config = Path(home) / "dagster.yaml"
     if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\n")
+        config.write_text(DAGSTER_YAML)
     return dg.DagsterInstance.get()
 
+
+# Runs that write the working database queue in Dagster (visible in the UI)
+# rather than wait on its file lock, which stays the guarantee either way.
+DAGSTER_YAML = """\
+telemetry:
+  enabled: false
+run_queue:
+  max_concurrent_runs: 4
+  tag_concurrency_limits:
+    - key: certpipeline/warehouse
+      limit: 1
+"""
 
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 

@@ -7,6 +7,7 @@ nightly_job = dg.define_asset_job(
     # Every step writes the one DuckDB working file; steps in separate
     # processes would only queue on its lock.
     executor_def=dg.in_process_executor,
+    tags={"certpipeline/warehouse": "work"},
     description="Ingest one landing day, refresh entity history, compute the report snapshots, publish.",
 )
 

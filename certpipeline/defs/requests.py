@@ -72,6 +72,7 @@ report_job = dg.define_asset_job(
     "report_request_job",
     selection=[report_exhaust],
     executor_def=dg.in_process_executor,
+    tags={"certpipeline/warehouse": "work"},
     description="Produces one report request (partition = request id).",
 )
 
