@@ -87,7 +87,9 @@ EVENT_TYPES: dict[str, tuple[Field, ...]] = {
         _f("title", required=True),
         _f("certificate_type"),
         _f("owner_group_id"),
-        _f("validity_months", INT, minimum=1),
+        # The contract says int >= 1; 1200 (a century) bounds it so it fits the
+        # warehouse's INTEGER column and calendar arithmetic.
+        _f("validity_months", INT, minimum=1, maximum=1200),
     ),
     "enrollment.created": (
         _f("enrollment_id", required=True),
