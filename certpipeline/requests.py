@@ -126,7 +126,15 @@ class RequestSpec:
 
     @classmethod
     def from_row(cls, report_type: str, requested_by: str, scope: str, filters: str) -> "RequestSpec":
-        ids = dict(part.split("=", 1) for part in scope.split(";")) if scope != ALL else {}
+        """Inverse of ``scope``. Ids may contain ``;`` and ``=``: the scope starts with
+        its one kind, and a learner, when the report type takes one, comes last."""
+        ids: dict[str, str] = {}
+        if scope != ALL:
+            kind, _, value = scope.partition("=")
+            known = REPORT_TYPES.get(report_type)
+            if kind == CERTIFICATE and known is not None and LEARNER in known.scope:
+                value, _, ids[LEARNER] = value.rpartition(f";{LEARNER}=")
+            ids[kind] = value
         return cls(report_type, requested_by, filters=tuple(sorted(json.loads(filters).items())), **ids)
 
 
@@ -235,11 +243,15 @@ def check_rights(state: State, spec: RequestSpec) -> None:
         if spec.certificate is not None:
             if state.certificates.filter(pl.col("certificate_id") == spec.certificate).is_empty():
                 raise RequestRefused(f"unknown certificate {spec.certificate!r}")
+            if not visibility.may_see_certificate(spec.certificate):
+                raise RequestRefused(
+                    f"{me} may not request {spec.report_type} for certificate {spec.certificate}: "
+                    "it is not granted by a path they author or instruct"
+                )
         if spec.learner is not None:
             if state.users.filter(pl.col("user_id") == spec.learner).is_empty():
                 raise RequestRefused(f"unknown learner {spec.learner!r}")
-            if not (visibility.everything or spec.certificate in visibility.certificate_ids
-                    or spec.learner in visibility.learner_ids):
+            if not visibility.may_see_learner(spec.certificate, spec.learner):
                 raise RequestRefused(
                     f"{me} may not see learner {spec.learner} for certificate {spec.certificate}"
                 )

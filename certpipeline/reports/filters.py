@@ -47,10 +47,17 @@ class Visibility:
     everything: bool
     certificate_ids: frozenset[str] = frozenset()
     learner_ids: frozenset[str] = frozenset()
+    leads_groups: bool = False  # a coach or group admin, even of groups without learners yet
 
     @property
     def sees_anything(self) -> bool:
-        return self.everything or bool(self.certificate_ids) or bool(self.learner_ids)
+        return self.everything or self.leads_groups or bool(self.certificate_ids) or bool(self.learner_ids)
+
+    def may_see_certificate(self, certificate_id: str) -> bool:
+        return self.everything or self.leads_groups or certificate_id in self.certificate_ids
+
+    def may_see_learner(self, certificate_id: str, user_id: str) -> bool:
+        return self.everything or certificate_id in self.certificate_ids or user_id in self.learner_ids
 
 
 EVERYTHING = Visibility(everything=True)
@@ -119,4 +126,5 @@ def requester_visibility(state: State, user_id: str) -> Visibility:
         everything=False,
         certificate_ids=frozenset(own_certificates.to_list()),
         learner_ids=frozenset(learners.to_list()),
+        leads_groups=len(led_groups) > 0,
     )
