@@ -307,31 +307,31 @@ def cmd_process_requests(args) -> int:
     from certpipeline import pipeline
     from certpipeline.definitions import defs
     from certpipeline.defs.partitions import request_partitions
-    from certpipeline.defs.requests import claim_run_requests
+    from certpipeline.defs.requests import claim_batch
 
     warehouse = _warehouse()
     instance = dagster_instance()
-    run_requests = claim_run_requests(warehouse, include_leased=True)
-    if not run_requests:
+    batch = claim_batch(warehouse, instance.get_dynamic_partitions(request_partitions.name), include_leased=True)
+    if batch.run_request is None:
         print("no waiting requests")
         return 0
-    instance.add_dynamic_partitions(request_partitions.name, [r.partition_key for r in run_requests])
-    job = defs.resolve_job_def("report_request_job")
-    for number, run_request in enumerate(run_requests, start=1):
-        _progress(f"process-requests: [{number}/{len(run_requests)}] {run_request.partition_key}")
-        job.execute_in_process(
-            partition_key=run_request.partition_key, instance=instance, raise_on_error=False,
-            run_config=QUIET_RUN_CONFIG, tags=run_request.tags,
-        )
+    instance.add_dynamic_partitions(request_partitions.name, batch.new_partitions)
+    _progress(f"process-requests: producing {len(batch.claimed)} request(s)")
+    result = defs.resolve_job_def("report_request_job").execute_in_process(
+        instance=instance, raise_on_error=False, run_config=QUIET_RUN_CONFIG, tags=batch.run_request.tags
+    )
     with warehouse.work() as con:
         pipeline.publish_warehouse(con, warehouse.paths)
     with warehouse.requests() as queue:
-        for run_request in run_requests:
-            stored = queue.execute(
-                "SELECT status, coalesce(file_path, status_reason, '') FROM ops.report_requests WHERE request_id = ?",
-                [run_request.partition_key],
-            ).fetchall()[0]
-            print(f"{run_request.partition_key}  {stored[0]:<8}  {stored[1]}")
+        statuses = queue.execute(
+            "SELECT request_id, status, coalesce(file_path, status_reason, '') FROM ops.report_requests "
+            "WHERE request_id IN (SELECT unnest(?)) ORDER BY requested_at, request_id",
+            [batch.claimed],
+        ).fetchall()
+    for request_id, status, detail in statuses:
+        print(f"{request_id}  {status:<8}  {detail}")
+    if not result.success:
+        _progress(f"process-requests: some requests failed and will be retried: {_failure_reason(result)}")
     return 0
 
 

@@ -329,6 +329,17 @@ def get_request(con: duckdb.DuckDBPyConnection, request_id: str) -> StoredReques
     return StoredRequest(row[0], RequestSpec.from_row(row[1], row[2], row[3], row[4]), row[5], row[6], row[7])
 
 
+def pending_among(con: duckdb.DuckDBPyConnection, request_ids: list[str]) -> list[str]:
+    """Those of ``request_ids`` that are Pending."""
+    if not request_ids:
+        return []
+    rows = con.execute(
+        "SELECT request_id FROM ops.report_requests WHERE status = 'Pending' AND request_id IN (SELECT unnest(?))",
+        [list(request_ids)],
+    ).fetchall()
+    return [request_id for (request_id,) in rows]
+
+
 def claim_waiting(
     con: duckdb.DuckDBPyConnection,
     now: dt.datetime | None = None,

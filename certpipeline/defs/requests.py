@@ -1,71 +1,112 @@
 """Report requests in Dagster: one dynamic partition per request, a sensor and
 a nightly schedule that pick up waiting requests, and the asset that produces
-a request's file."""
+the files.
 
+A pass claims every waiting request and launches one run over the range of
+their partitions (a single-run backfill policy): the state is loaded once for
+the whole batch instead of once per request, and 1,000 requests cost one run,
+not 1,000.
+"""
 
 import datetime as dt
+from dataclasses import dataclass
 
 import dagster as dg
+import duckdb
+import polars as pl
 
 from certpipeline import requests as report_requests
-from certpipeline.faults import crash_point
+from certpipeline.defs.metadata import frame_metadata
 from certpipeline.defs.partitions import request_partitions
 from certpipeline.defs.resources import WarehouseResource
+from certpipeline.faults import crash_point
 from certpipeline.password_vault import PasswordVault
-from certpipeline.state import load_state
+from certpipeline.state import State, load_state
 
-REQUEST_ID_TAG = "certpipeline/request_id"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 @dg.asset(
     partitions_def=request_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="requests",
     kinds={"csv"},
-    description="The file of one report request (partition = request id), under exhausts/. "
-    "The request's status in ops.report_requests says how it went.",
+    description="The files of report requests (partition = request id), under exhausts/. "
+    "Each request's status in ops.report_requests says how it went.",
 )
 def report_exhaust(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    request_id = context.partition_key
-    outcome = produce_request(warehouse, request_id)
-    context.log.info(f"request {request_id}: {outcome['status']}")
-    return dg.MaterializeResult(metadata=outcome)
+    outcomes = produce_requests(warehouse, context.partition_keys)
+    produced = [o for o in outcomes if not o["skipped"]]
+    table = pl.DataFrame(
+        [{k: o[k] for k in ("request_id", "status", "detail", "rows")} for o in produced],
+        schema={"request_id": pl.String, "status": pl.String, "detail": pl.String, "rows": pl.Int64},
+    )
+    counts = table.group_by("status").len().sort("status").rows()
+    context.log.info(f"{len(produced)} request(s) produced: " + ", ".join(f"{n} {s}" for s, n in counts))
+    failed = [o for o in produced if o["error"]]
+    if failed:
+        raise dg.Failure(
+            description=f"{len(failed)} request(s) failed and will be retried on the next pass: "
+            + "; ".join(f"{o['request_id']}: {o['detail']}" for o in failed[:5]),
+            metadata=frame_metadata(table),
+        )
+    return dg.MaterializeResult(metadata={**frame_metadata(table), **{s: n for s, n in counts}})
+
+
+def produce_requests(warehouse: WarehouseResource, request_ids: list[str], today: dt.date | None = None) -> list[dict]:
+    """Produce every request of ``request_ids`` still Pending; returns one outcome each.
+
+    Holds the work lock throughout, so productions never overlap and a request
+    no longer Pending (finished by another pass) is skipped. One request's
+    failure does not stop the others."""
+    today = today or dt.datetime.now(dt.timezone.utc).date()
+    vault = PasswordVault(warehouse.paths.pipeline / "secret.key")
+    outcomes = []
+    with warehouse.work() as con:
+        with warehouse.requests() as queue:
+            pending = set(report_requests.pending_among(queue, request_ids))
+        state: State | None = None
+        for request_id in request_ids:
+            if request_id not in pending:
+                outcomes.append(_outcome(request_id, "not pending", skipped=True))
+                continue
+            if state is None:
+                state = load_state(con, today)
+            outcomes.append(_produce_one(con, warehouse, vault, state, request_id))
+    return outcomes
+
+
+def _outcome(request_id, status, detail="", rows=None, skipped=False, error=False) -> dict:
+    return {"request_id": request_id, "status": status, "detail": detail, "rows": rows, "skipped": skipped,
+            "error": error}
+
+
+def _produce_one(con: duckdb.DuckDBPyConnection, warehouse: WarehouseResource, vault: PasswordVault, state: State,
+                 request_id: str) -> dict:
+    with warehouse.requests() as queue:
+        stored = report_requests.get_request(queue, request_id)
+    try:
+        password = vault.open(stored.password_ciphertext) if stored.password_ciphertext else None
+        report_file = report_requests.produce(state, warehouse.paths.exhausts, request_id, stored.spec, password)
+    except report_requests.RequestRefused as refusal:
+        with warehouse.requests() as queue:
+            status = report_requests.mark_failed_attempt(queue, request_id, str(refusal), permanent=True)
+        return _outcome(request_id, status, str(refusal))
+    except Exception as error:  # noqa: BLE001 - recorded on the request, retried on the next pass
+        reason = f"{type(error).__name__}: {error}"
+        with warehouse.requests() as queue:
+            status = report_requests.mark_failed_attempt(queue, request_id, reason, permanent=False)
+        return _outcome(request_id, status, reason, error=True)
+    crash_point("request.file_written")
+    with warehouse.requests() as queue:
+        report_requests.mark_success(queue, request_id, report_file)
+    return _outcome(request_id, report_requests.SUCCESS, str(report_file.path), report_file.row_count)
 
 
 def produce_request(warehouse: WarehouseResource, request_id: str, today: dt.date | None = None) -> dict:
-    """Produce one claimed request; returns metadata describing the outcome.
-
-    Holds the work lock for the whole production, so productions never overlap
-    and a request no longer Pending (done by another pass) is skipped."""
-    today = today or dt.datetime.now(dt.timezone.utc).date()
-    vault = PasswordVault(warehouse.paths.pipeline / "secret.key")
-    with warehouse.work() as con:
-        with warehouse.requests() as queue:
-            stored = report_requests.get_request(queue, request_id)
-        if stored is None or stored.status != report_requests.PENDING:
-            return {"status": stored.status if stored else "unknown", "skipped": True}
-        try:
-            password = vault.open(stored.password_ciphertext) if stored.password_ciphertext else None
-            state = load_state(con, today)
-            report_file = report_requests.produce(state, warehouse.paths.exhausts, request_id, stored.spec, password)
-        except report_requests.RequestRefused as refusal:
-            with warehouse.requests() as queue:
-                status = report_requests.mark_failed_attempt(queue, request_id, str(refusal), permanent=True)
-            return {"status": status, "reason": str(refusal)}
-        except Exception as error:
-            with warehouse.requests() as queue:
-                report_requests.mark_failed_attempt(
-                    queue, request_id, f"{type(error).__name__}: {error}", permanent=False
-                )
-            raise
-        crash_point("request.file_written")
-        with warehouse.requests() as queue:
-            report_requests.mark_success(queue, request_id, report_file)
-    return {
-        "status": report_requests.SUCCESS,
-        "file": dg.MetadataValue.path(str(report_file.path)),
-        "dagster/row_count": report_file.row_count,
-        "encrypted": report_file.encrypted,
-    }
+    """Produce one request (what the batch does for each)."""
+    return produce_requests(warehouse, [request_id], today)[0]
 
 
 report_job = dg.define_asset_job(
@@ -73,27 +114,47 @@ report_job = dg.define_asset_job(
     selection=[report_exhaust],
     executor_def=dg.in_process_executor,
     tags={"certpipeline/warehouse": "work"},
-    description="Produces one report request (partition = request id).",
+    description="Produces the report requests of a range of request partitions.",
 )
 
 
-def claim_run_requests(warehouse: WarehouseResource, include_leased: bool = False) -> list[dg.RunRequest]:
+@dataclass(frozen=True)
+class ClaimedBatch:
+    claimed: list[str]  # request ids, oldest first
+    new_partitions: list[str]  # to add to the dynamic partitions before the run
+    run_request: dg.RunRequest | None  # one run over all claimed requests; None when nothing waits
+
+
+def claim_batch(warehouse: WarehouseResource, known_partitions: list[str],
+                include_leased: bool = False) -> ClaimedBatch:
+    """Claim every waiting request, for one run that produces them all.
+
+    New partitions are appended after ``known_partitions`` in claim order, so
+    the range from the earliest claimed partition to the last new one covers
+    the batch (and perhaps finished requests in between, which are skipped)."""
     with warehouse.requests() as queue:
-        claimed = report_requests.claim_waiting(queue, include_leased=include_leased)
-    return [
-        dg.RunRequest(partition_key=request_id, run_key=f"{request_id}:{attempt}", tags={REQUEST_ID_TAG: request_id})
-        for request_id, attempt in claimed
-    ]
+        claimed = [request_id for request_id, _ in report_requests.claim_waiting(queue, include_leased=include_leased)]
+    if not claimed:
+        return ClaimedBatch([], [], None)
+    position = {key: index for index, key in enumerate(known_partitions)}
+    new = [key for key in claimed if key not in position]
+    ordered = sorted((key for key in claimed if key in position), key=position.__getitem__) + new
+    run_request = dg.RunRequest(
+        run_key=f"{ordered[0]}..{ordered[-1]}:{len(claimed)}:{claimed[0]}",
+        tags={RANGE_START_TAG: ordered[0], RANGE_END_TAG: ordered[-1], "certpipeline/requests": str(len(claimed))},
+    )
+    return ClaimedBatch(claimed, new, run_request)
 
 
 @dg.sensor(job=report_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def report_request_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
-    run_requests = claim_run_requests(warehouse)
-    if not run_requests:
+    batch = claim_batch(warehouse, context.instance.get_dynamic_partitions(request_partitions.name))
+    if batch.run_request is None:
         return dg.SkipReason("no waiting report requests")
     return dg.SensorResult(
-        run_requests=run_requests,
-        dynamic_partitions_requests=[request_partitions.build_add_request([r.partition_key for r in run_requests])],
+        run_requests=[batch.run_request],
+        dynamic_partitions_requests=[request_partitions.build_add_request(batch.new_partitions)]
+        if batch.new_partitions else [],
     )
 
 
@@ -105,8 +166,8 @@ def report_request_sensor(context: dg.SensorEvaluationContext, warehouse: Wareho
     description="Drains the request queue after the nightly run, besides the sensor.",
 )
 def nightly_request_schedule(context: dg.ScheduleEvaluationContext, warehouse: WarehouseResource):
-    run_requests = claim_run_requests(warehouse)
-    if not run_requests:
+    batch = claim_batch(warehouse, context.instance.get_dynamic_partitions(request_partitions.name))
+    if batch.run_request is None:
         return dg.SkipReason("no waiting report requests")
-    context.instance.add_dynamic_partitions(request_partitions.name, [r.partition_key for r in run_requests])
-    return run_requests
+    context.instance.add_dynamic_partitions(request_partitions.name, batch.new_partitions)
+    return [batch.run_request]
