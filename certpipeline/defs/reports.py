@@ -23,10 +23,15 @@ REPORT_DESCRIPTIONS = {
     "course_batch_dashboard": "Per batch: dates, Live or Expired, total enrollment (seed 002).",
 }
 
+# A report as of D reads every landing day up to D (late arrivals included),
+# so its partition depends on all entity_history partitions up to D: an asset
+# backfill then ingests the whole range before computing any report.
+EVERY_DAY_UP_TO = dg.TimeWindowPartitionMapping(start_offset=-100_000)
+
 report_specs = [
     dg.AssetSpec(
         ["reports", name],
-        deps=[entity_history],
+        deps=[dg.AssetDep(entity_history, partition_mapping=EVERY_DAY_UP_TO)],
         group_name="reports",
         kinds={"polars", "duckdb"},
         description=REPORT_DESCRIPTIONS[name] + " One snapshot per report_date.",
