@@ -613,10 +613,10 @@ def test_user_status_filter_deleted_and_all(filter_state):
 def test_requester_visibility(filter_state):
     assert requester_visibility(filter_state, "u-admin") == EVERYTHING
     coach = requester_visibility(filter_state, "u-coach")
-    assert coach == Visibility(everything=False, learner_ids=frozenset({"u2", "u3", "u5"}))
+    assert coach == Visibility(everything=False, learner_ids=frozenset({"u2", "u3", "u5"}), leads_groups=True)
     assert learner_pairs(filter_state, visibility=coach) == [("k1", "u3"), ("k2", "u2")]
     group_admin = requester_visibility(filter_state, "u-group-admin")
-    assert group_admin == Visibility(everything=False, learner_ids=frozenset({"u1", "u2", "u3", "u5"}))
+    assert group_admin == Visibility(everything=False, learner_ids=frozenset({"u1", "u2", "u3", "u5"}), leads_groups=True)
     author = requester_visibility(filter_state, "u-author")
     assert author == Visibility(everything=False, certificate_ids=frozenset({"k1"}))
     assert learner_pairs(filter_state, visibility=author) == [("k1", "u1"), ("k1", "u3")]
