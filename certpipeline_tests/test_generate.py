@@ -28,7 +28,7 @@ from certpipeline.events import (
     STRING_MAP,
     TIMESTAMP,
 )
-from certpipeline.generate import GenerationSummary, generate_landing
+from certpipeline.generate import MALFORMED_KINDS, GenerationSummary, generate_landing
 
 END = dt.date(2026, 11, 24)
 LEARNERS = 1500
@@ -36,14 +36,6 @@ DAYS = 14
 SEED = 7
 MAX_LINES = 6000  # small, so that the first day is split into several parts
 
-MALFORMED_KINDS = {
-    "invalid_json",
-    "unknown_event_type",
-    "missing_required_field",
-    "wrong_type",
-    "not_allowed",
-    "bad_timestamp",
-}
 
 
 # --------------------------------------------------------------------------- helpers
