@@ -79,12 +79,6 @@ class ReportType:
     password_required: bool = False
     takes_filters: bool = False
 
-    @property
-    def per_requester(self) -> bool:
-        """The path certificate reports show what the requester may see (contract
-        section 5), so the same scope and filters asked by two people are two reports."""
-        return self.takes_filters
-
 
 REPORT_TYPES = {
     t.name: t
@@ -286,9 +280,8 @@ def file_request(
     try:
         waiting = con.execute(
             "SELECT request_id, status FROM ops.report_requests WHERE report_type = ? AND scope = ? "
-            "AND filters = ? AND status IN (?, ?) AND (NOT ? OR requested_by = ?) ORDER BY requested_at LIMIT 1",
-            [spec.report_type, spec.scope, spec.filters_json, SUBMITTED, PENDING, report_type.per_requester,
-             spec.requested_by],
+            "AND filters = ? AND status IN (?, ?) ORDER BY requested_at LIMIT 1",
+            [spec.report_type, spec.scope, spec.filters_json, SUBMITTED, PENDING],
         ).fetchall()
         if waiting:
             raise RequestRefused(

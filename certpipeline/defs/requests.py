@@ -95,7 +95,11 @@ def _produce_one(con: duckdb.DuckDBPyConnection, warehouse: WarehouseResource, v
     with warehouse.requests() as queue:
         stored = report_requests.get_request(queue, request_id)
     try:
-        password = vault.open(stored.password_ciphertext) if stored.password_ciphertext else None
+        try:
+            password = vault.open(stored.password_ciphertext) if stored.password_ciphertext else None
+        except ValueError as error:
+            # A key that cannot open the password now never will: no retry.
+            raise report_requests.RequestRefused(f"{error}; file the request again") from None
         report_file = report_requests.produce(state, warehouse.paths.exhausts, request_id, stored.spec, password)
     except report_requests.RequestRefused as refusal:
         with warehouse.requests() as queue:
