@@ -99,16 +99,22 @@ def exclusive_lock(lock_path: Path, timeout: float = LOCK_TIMEOUT_SECONDS) -> It
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def _configure(con: duckdb.DuckDBPyConnection) -> None:
+def _configure(con: duckdb.DuckDBPyConnection, memory_limit: str | None = None) -> None:
     con.execute("SET TimeZone = 'UTC'")
+    if memory_limit:
+        # DuckDB otherwise takes up to 80% of RAM before spilling; a first day of
+        # history at a million learners would hold gigabytes in one transaction.
+        con.execute(f"SET memory_limit = '{memory_limit}'")
 
 
 @contextmanager
-def connect_locked(db_path: Path, lock_name: str, timeout: float) -> Iterator[duckdb.DuckDBPyConnection]:
+def connect_locked(
+    db_path: Path, lock_name: str, timeout: float, memory_limit: str | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
     with exclusive_lock(db_path.parent / lock_name, timeout):
-        con = duckdb.connect(str(db_path))
+        con = duckdb.connect(str(db_path), config={"temp_directory": str(db_path.parent / "spill")})
         try:
-            _configure(con)
+            _configure(con, memory_limit)
             yield con
         finally:
             con.close()

@@ -260,3 +260,18 @@ def test_unresolved_references_are_reported_by_an_asset_check(landing, warehouse
     assert not check.passed
     assert check.metadata["unresolved_references"].value == 1
     assert "enrollments.session_id" in check.metadata["preview"].value
+
+
+@pytest.mark.parametrize(
+    ("data", "lines"),
+    [
+        (b"", []),
+        (b"a\nb\n", [b"a", b"b"]),
+        (b"a\nb", [b"a", b"b"]),
+        (b"a\r\nb\r\n", [b"a", b"b"]),
+        (b"a\rb\r\n\n", [b"a\rb", b""]),
+        (b"\n", [b""]),
+    ],
+)
+def test_split_lines(data, lines):
+    assert ingestion.split_lines(data).to_pylist() == lines
