@@ -180,10 +180,10 @@ def _latest(table: str, key: str, where: str = "true") -> str:
     )
 
 
-def _upserted_with_lifecycle(table: str, key: str, flag: str, cutoff: str) -> str:
+def _upserted_with_lifecycle(table: str, key: str, flag: str, cutoff: str, only: str = "true") -> str:
     """Attributes from the latest upsert; ``flag`` from the latest lifecycle event."""
     return f"""
-        WITH visible AS (SELECT * FROM {table} WHERE occurred_at < {cutoff}),
+        WITH visible AS (SELECT * FROM {table} WHERE occurred_at < {cutoff} AND {only}),
         attributes AS ({_latest('visible', key, f'NOT {flag}')}),
         lifecycle AS ({_latest('visible', key)})
         SELECT attributes.* EXCLUDE ({flag}, event_id, occurred_at, landing_date, file, line_number),
@@ -192,30 +192,48 @@ def _upserted_with_lifecycle(table: str, key: str, flag: str, cutoff: str) -> st
     """
 
 
-def state_queries(cutoff: str) -> dict[str, str]:
+# With a batch scope (temp tables scope_sessions and scope_users, see
+# ``load_state``), only the rows a batch report reads: whole entities, picked
+# by key, so each one's latest version is still found among all its versions.
+_BATCH_SCOPE = {
+    "users": "user_id IN (SELECT user_id FROM scope_users)",
+    "enrollments": "enrollment_id IN (SELECT enrollment_id FROM scope_enrollments)",
+    "awards": "award_id IN (SELECT award_id FROM state.award_history "
+    "WHERE enrollment_id IN (SELECT enrollment_id FROM scope_enrollments))",
+    "answers": "session_id IN (SELECT session_id FROM scope_sessions)",
+    "group_members": "false",
+}
+
+
+def state_queries(cutoff: str, batch_scope: bool = False) -> dict[str, str]:
     """SQL for each entity's state, counting events that occurred before ``cutoff``."""
     history_columns = "EXCLUDE (event_id, occurred_at, landing_date, file, line_number)"
+    only = {name: (_BATCH_SCOPE.get(name, "true") if batch_scope else "true") for name in
+            ("users", "enrollments", "awards", "answers", "group_members")}
     return {
         "users": f"""
             SELECT * EXCLUDE (is_deleted),
                 CASE WHEN is_deleted THEN 'deleted' ELSE 'active' END AS status
-            FROM ({_upserted_with_lifecycle('state.user_history', 'user_id', 'is_deleted', cutoff)})
+            FROM ({_upserted_with_lifecycle('state.user_history', 'user_id', 'is_deleted', cutoff, only['users'])})
         """,
         "groups": f"SELECT * {history_columns} FROM ({_latest('state.group_history', 'group_id', f'occurred_at < {cutoff}')})",
         "group_members": f"""
-            SELECT group_id, user_id, role FROM ({_latest('state.group_member_history', 'group_id, user_id, role', f'occurred_at < {cutoff}')})
+            SELECT group_id, user_id, role FROM ({_latest('state.group_member_history', 'group_id, user_id, role',
+                                                          f"occurred_at < {cutoff} AND {only['group_members']}")})
             WHERE NOT is_removed
         """,
         "courses": f"SELECT * {history_columns} FROM ({_latest('state.course_history', 'course_id', f'occurred_at < {cutoff}')})",
         "sessions": _upserted_with_lifecycle("state.session_history", "session_id", "is_deleted", cutoff),
         "certificates": f"SELECT * {history_columns} FROM ({_latest('state.certificate_history', 'certificate_id', f'occurred_at < {cutoff}')})",
         "enrollments": f"""
-            WITH enrollment AS ({_upserted_with_lifecycle('state.enrollment_history', 'enrollment_id', 'is_deleted', cutoff)}),
-            progress AS ({_latest('state.enrollment_progress_history', 'enrollment_id', f'occurred_at < {cutoff}')})
+            WITH enrollment AS ({_upserted_with_lifecycle('state.enrollment_history', 'enrollment_id', 'is_deleted',
+                                                          cutoff, only['enrollments'])}),
+            progress AS ({_latest('state.enrollment_progress_history', 'enrollment_id',
+                                  f"occurred_at < {cutoff} AND {only['enrollments']}")})
             SELECT enrollment.*, progress.status, progress.progress_percent, progress.completed_at
             FROM enrollment LEFT JOIN progress USING (enrollment_id)
         """,
-        "awards": _upserted_with_lifecycle("state.award_history", "award_id", "is_revoked", cutoff),
+        "awards": _upserted_with_lifecycle("state.award_history", "award_id", "is_revoked", cutoff, only["awards"]),
         "group_closure": f"""
             WITH RECURSIVE groups AS ({_latest('state.group_history', 'group_id', f'occurred_at < {cutoff}')}),
             closure(ancestor_id, group_id, depth) AS (
@@ -227,7 +245,8 @@ def state_queries(cutoff: str) -> dict[str, str]:
             )
             SELECT ancestor_id, group_id, min(depth) AS depth FROM closure GROUP BY ALL
         """,
-        "answers": f"SELECT * {history_columns} FROM ({_latest('state.answer_history', 'attempt_id, question_id', f'occurred_at < {cutoff}')})",
+        "answers": f"""SELECT * {history_columns} FROM ({_latest('state.answer_history', 'attempt_id, question_id',
+                                                                 f"occurred_at < {cutoff} AND {only['answers']}")})""",
     }
 
 
@@ -264,11 +283,33 @@ CATALOG_ENTITIES = ("users", "groups", "group_members", "group_closure", "course
 
 
 def load_state(
-    con: duckdb.DuckDBPyConnection, day: dt.date, entities: tuple[str, ...] | None = None
+    con: duckdb.DuckDBPyConnection,
+    day: dt.date,
+    entities: tuple[str, ...] | None = None,
+    batches: list[str] | None = None,
+    also_users: list[str] = (),
 ) -> State:
-    """Every entity as of ``day``; entities not in ``entities`` come back empty."""
+    """Every entity as of ``day``; entities not in ``entities`` come back empty.
+
+    With ``batches``, only what reports on those batches read: their
+    enrollments, awards and answers, their enrolled users and ``also_users``
+    (the requesters), and no group memberships; the catalog stays whole."""
+    if batches is not None:
+        con.execute("CREATE OR REPLACE TEMP TABLE scope_sessions AS SELECT unnest(?::VARCHAR[]) AS session_id",
+                    [list(batches)])
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE scope_enrollments AS SELECT DISTINCT enrollment_id "
+            "FROM state.enrollment_history WHERE session_id IN (SELECT session_id FROM scope_sessions)"
+        )
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE scope_users AS "
+            "SELECT DISTINCT user_id FROM state.enrollment_history "
+            "WHERE enrollment_id IN (SELECT enrollment_id FROM scope_enrollments) "
+            "UNION SELECT unnest(?::VARCHAR[])",
+            [list(also_users)],
+        )
     frames = {}
-    for name, query in state_queries(day_cutoff(day)).items():
+    for name, query in state_queries(day_cutoff(day), batch_scope=batches is not None).items():
         if entities is not None and name not in entities:
             query = f"SELECT * FROM ({query}) WHERE false"
         frames[name] = con.sql(query).pl()

@@ -73,16 +73,25 @@ def produce_requests(warehouse: WarehouseResource, request_ids: list[str], today
     outcomes = []
     with warehouse.work() as con:
         with warehouse.requests() as queue:
-            pending = set(report_requests.pending_among(queue, request_ids))
-        state: State | None = None
+            pending = [report_requests.get_request(queue, request_id)
+                       for request_id in report_requests.pending_among(queue, request_ids)]
+        state = _state_for(con, today, [stored.spec for stored in pending]) if pending else None
+        pending_ids = {stored.request_id for stored in pending}
         for request_id in request_ids:
-            if request_id not in pending:
+            if request_id not in pending_ids:
                 outcomes.append(_outcome(request_id, "not pending", skipped=True))
                 continue
-            if state is None:
-                state = load_state(con, today)
             outcomes.append(_produce_one(con, warehouse, vault, state, request_id))
     return outcomes
+
+
+def _state_for(con: duckdb.DuckDBPyConnection, today: dt.date, specs: list) -> State:
+    """The state the batch needs: when every request is about batches, only
+    those batches' rows (a batch exhaust is a small slice of the platform)."""
+    if all(spec.batch is not None for spec in specs):
+        return load_state(con, today, batches=sorted({spec.batch for spec in specs}),
+                          also_users=sorted({spec.requested_by for spec in specs}))
+    return load_state(con, today)
 
 
 def _outcome(request_id, status, detail="", rows=None, skipped=False, error=False) -> dict:

@@ -1,0 +1,32 @@
+"""A batch report from the state scoped to its batch equals the same report
+from the whole state: scoping only saves work."""
+
+import datetime as dt
+
+import pytest
+from polars.testing import assert_frame_equal
+
+from certpipeline.generate import generate_landing
+from certpipeline.reports import course_dashboard
+from certpipeline.state import load_state
+from certpipeline_tests.conftest import run_nightly
+
+LAST_DAY = dt.date(2026, 11, 20)
+
+
+@pytest.mark.slow
+def test_batch_reports_from_scoped_and_whole_state_are_equal(data_dir, warehouse, instance):
+    generate_landing(data_dir, learners=1500, days=3, seed=4, end_date=LAST_DAY)
+    for offset in (2, 1, 0):
+        assert run_nightly(warehouse, LAST_DAY - dt.timedelta(days=offset), instance).success
+    with warehouse.work() as con:
+        whole = load_state(con, LAST_DAY)
+        batches = whole.sessions.sort("session_id")["session_id"].to_list()
+        chosen = batches[::3]
+        scoped = load_state(con, LAST_DAY, batches=chosen, also_users=["usr-0000001"])
+    assert scoped.enrollments.height < whole.enrollments.height
+    assert scoped.group_members.is_empty()
+    for batch in chosen:
+        for report in (course_dashboard.course_progress_exhaust, course_dashboard.user_profile_exhaust,
+                       course_dashboard.question_set_report):
+            assert_frame_equal(report(scoped, batch), report(whole, batch))
