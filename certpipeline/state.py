@@ -14,6 +14,7 @@ wins: an upsert after a delete brings the entity back.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 
 import duckdb
@@ -26,109 +27,113 @@ LATEST_FIRST = "occurred_at DESC, landing_date DESC, file DESC, line_number DESC
 
 _COMMON = "event_id, occurred_at, landing_date, file, line_number"
 
-# entity -> (event types, typed columns extracted from the payload)
-HISTORY_TABLES: dict[str, tuple[tuple[str, ...], str]] = {
+# entity -> (event types, payload fields parsed once with their types, typed
+# columns over those fields as ``f.<name>``). Timestamps are parsed by DuckDB's
+# TIMESTAMPTZ cast, the same one validation used.
+HISTORY_TABLES: dict[str, tuple[tuple[str, ...], dict[str, str], str]] = {
     "user": (
         ("user.upserted", "user.deleted"),
-        """payload->>'user_id' AS user_id,
+        {"user_id": "VARCHAR", "name": "VARCHAR", "email": "VARCHAR", "registered_at": "VARCHAR",
+         "custom_fields": "MAP(VARCHAR, VARCHAR)", "platform_role": "VARCHAR"},
+        """f.user_id,
            event_type = 'user.deleted' AS is_deleted,
-           payload->>'name' AS name,
-           payload->>'email' AS email,
-           CAST(payload->>'registered_at' AS TIMESTAMPTZ) AS registered_at,
-           CAST(payload->'custom_fields' AS MAP(VARCHAR, VARCHAR)) AS custom_fields,
-           payload->>'platform_role' AS platform_role""",
+           f.name,
+           f.email,
+           CAST(f.registered_at AS TIMESTAMPTZ) AS registered_at,
+           f.custom_fields,
+           f.platform_role""",
     ),
     "group": (
         ("group.upserted",),
-        """payload->>'group_id' AS group_id,
-           payload->>'name' AS name,
-           payload->>'parent_group_id' AS parent_group_id""",
+        {"group_id": "VARCHAR", "name": "VARCHAR", "parent_group_id": "VARCHAR"},
+        "f.group_id, f.name, f.parent_group_id",
     ),
     "group_member": (
         ("group_member.added", "group_member.removed"),
-        """payload->>'group_id' AS group_id,
-           payload->>'user_id' AS user_id,
-           payload->>'role' AS role,
-           event_type = 'group_member.removed' AS is_removed""",
+        {"group_id": "VARCHAR", "user_id": "VARCHAR", "role": "VARCHAR"},
+        "f.group_id, f.user_id, f.role, event_type = 'group_member.removed' AS is_removed",
     ),
     "course": (
         ("course.upserted",),
-        """payload->>'course_id' AS course_id,
-           payload->>'name' AS name,
-           payload->>'created_by' AS created_by,
-           coalesce(CAST(payload->'authors' AS VARCHAR[]), []) AS authors,
-           coalesce(CAST(payload->'instructors' AS VARCHAR[]), []) AS instructors""",
+        {"course_id": "VARCHAR", "name": "VARCHAR", "created_by": "VARCHAR", "authors": "VARCHAR[]",
+         "instructors": "VARCHAR[]"},
+        """f.course_id, f.name, f.created_by,
+           coalesce(f.authors, []) AS authors,
+           coalesce(f.instructors, []) AS instructors""",
     ),
     "session": (
         ("session.upserted", "session.deleted"),
-        """payload->>'session_id' AS session_id,
+        {"session_id": "VARCHAR", "course_id": "VARCHAR", "name": "VARCHAR", "start_date": "VARCHAR",
+         "end_date": "VARCHAR", "status": "VARCHAR", "certificate_id": "VARCHAR", "auto_reenrollment": "BOOLEAN",
+         "created_by": "VARCHAR", "mentors": "VARCHAR[]"},
+        """f.session_id,
            event_type = 'session.deleted' AS is_deleted,
-           payload->>'course_id' AS course_id,
-           payload->>'name' AS name,
-           CAST(CAST(payload->>'start_date' AS TIMESTAMPTZ) AS DATE) AS start_date,
-           CAST(CAST(payload->>'end_date' AS TIMESTAMPTZ) AS DATE) AS end_date,
-           payload->>'status' AS status,
-           payload->>'certificate_id' AS certificate_id,
-           coalesce(CAST(payload->'auto_reenrollment' AS BOOLEAN), false) AS auto_reenrollment,
-           payload->>'created_by' AS created_by,
-           coalesce(CAST(payload->'mentors' AS VARCHAR[]), []) AS mentors""",
+           f.course_id,
+           f.name,
+           CAST(CAST(f.start_date AS TIMESTAMPTZ) AS DATE) AS start_date,
+           CAST(CAST(f.end_date AS TIMESTAMPTZ) AS DATE) AS end_date,
+           f.status,
+           f.certificate_id,
+           coalesce(f.auto_reenrollment, false) AS auto_reenrollment,
+           f.created_by,
+           coalesce(f.mentors, []) AS mentors""",
     ),
     "certificate": (
         ("certificate.upserted",),
-        """payload->>'certificate_id' AS certificate_id,
-           payload->>'title' AS title,
-           payload->>'certificate_type' AS certificate_type,
-           payload->>'owner_group_id' AS owner_group_id,
-           CAST(payload->'validity_months' AS INTEGER) AS validity_months""",
+        {"certificate_id": "VARCHAR", "title": "VARCHAR", "certificate_type": "VARCHAR", "owner_group_id": "VARCHAR",
+         "validity_months": "INTEGER"},
+        "f.certificate_id, f.title, f.certificate_type, f.owner_group_id, f.validity_months",
     ),
     "enrollment": (
         ("enrollment.created", "enrollment.deleted"),
-        """payload->>'enrollment_id' AS enrollment_id,
+        {"enrollment_id": "VARCHAR", "user_id": "VARCHAR", "session_id": "VARCHAR", "enrolled_at": "VARCHAR",
+         "auto_reenrolled": "BOOLEAN"},
+        """f.enrollment_id,
            event_type = 'enrollment.deleted' AS is_deleted,
-           payload->>'user_id' AS user_id,
-           payload->>'session_id' AS session_id,
-           CAST(payload->>'enrolled_at' AS TIMESTAMPTZ) AS enrolled_at,
-           coalesce(CAST(payload->'auto_reenrolled' AS BOOLEAN), false) AS auto_reenrolled""",
+           f.user_id,
+           f.session_id,
+           CAST(f.enrolled_at AS TIMESTAMPTZ) AS enrolled_at,
+           coalesce(f.auto_reenrolled, false) AS auto_reenrolled""",
     ),
     "enrollment_progress": (
         ("enrollment.progressed",),
-        """payload->>'enrollment_id' AS enrollment_id,
-           payload->>'status' AS status,
-           CAST(payload->'progress_percent' AS DOUBLE) AS progress_percent,
-           CAST(payload->>'completed_at' AS TIMESTAMPTZ) AS completed_at""",
+        {"enrollment_id": "VARCHAR", "status": "VARCHAR", "progress_percent": "DOUBLE", "completed_at": "VARCHAR"},
+        """f.enrollment_id, f.status, f.progress_percent,
+           CAST(f.completed_at AS TIMESTAMPTZ) AS completed_at""",
     ),
     "award": (
         ("certificate.issued", "certificate.revoked"),
-        """payload->>'award_id' AS award_id,
+        {"award_id": "VARCHAR", "user_id": "VARCHAR", "certificate_id": "VARCHAR", "issued_at": "VARCHAR",
+         "enrollment_id": "VARCHAR", "course_id": "VARCHAR"},
+        """f.award_id,
            event_type = 'certificate.revoked' AS is_revoked,
-           payload->>'user_id' AS user_id,
-           payload->>'certificate_id' AS certificate_id,
-           CAST(payload->>'issued_at' AS TIMESTAMPTZ) AS issued_at,
-           payload->>'enrollment_id' AS enrollment_id,
-           payload->>'course_id' AS course_id""",
+           f.user_id,
+           f.certificate_id,
+           CAST(f.issued_at AS TIMESTAMPTZ) AS issued_at,
+           f.enrollment_id,
+           f.course_id""",
     ),
     "answer": (
         ("question.answered",),
-        """payload->>'attempt_id' AS attempt_id,
-           payload->>'user_id' AS user_id,
-           payload->>'session_id' AS session_id,
-           payload->>'question_set_id' AS question_set_id,
-           payload->>'question_id' AS question_id,
-           payload->>'question_text' AS question_text,
-           payload->>'response' AS response,
-           CAST(payload->'score' AS DOUBLE) AS score,
-           CAST(payload->'max_score' AS DOUBLE) AS max_score,
-           CAST(payload->>'answered_at' AS TIMESTAMPTZ) AS answered_at""",
+        {"attempt_id": "VARCHAR", "user_id": "VARCHAR", "session_id": "VARCHAR", "question_set_id": "VARCHAR",
+         "question_id": "VARCHAR", "question_text": "VARCHAR", "response": "VARCHAR", "score": "DOUBLE",
+         "max_score": "DOUBLE", "answered_at": "VARCHAR"},
+        """f.attempt_id, f.user_id, f.session_id, f.question_set_id, f.question_id, f.question_text, f.response,
+           f.score, f.max_score,
+           CAST(f.answered_at AS TIMESTAMPTZ) AS answered_at""",
     ),
 }
 
 
 def _select_history(entity: str, where: str) -> str:
-    event_types, columns = HISTORY_TABLES[entity]
+    """Each payload is parsed once into typed fields (json_transform), not once per column."""
+    event_types, fields, columns = HISTORY_TABLES[entity]
     types = ", ".join(f"'{t}'" for t in event_types)
+    structure = json.dumps(fields)
     return (
-        f"SELECT {_COMMON}, {columns} FROM raw.events "
-        f"WHERE event_type IN ({types}) AND NOT is_duplicate AND {where}"
+        f"SELECT {_COMMON}, {columns} FROM ("
+        f"SELECT {_COMMON}, event_type, json_transform(payload, '{structure}') AS f FROM raw.events "
+        f"WHERE event_type IN ({types}) AND NOT is_duplicate AND {where})"
     )
 
 
