@@ -1,0 +1,65 @@
+"""The benchmark's SQL report floor (bench/report_floor.sql) gives the same rows
+as the pipeline's report assets, on small generated data.
+
+bench/run.py times that SQL against the pipeline's report step; a ratio only
+means something if both compute the same thing. The floor is an independent
+statement of the report rules (contract sections 3 and 4) over
+``state.*_history``, so this is also a cross-check of the Polars transforms.
+
+A snapshot is compared right after its nightly run: a report for a past day
+made again later includes late arrivals (contract section 3), so the pipeline's
+stored snapshot of day D equals the floor only while no later day has landed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from certpipeline.generate import generate_landing
+
+from certpipeline_tests.conftest import run_nightly
+
+BENCH_FLOOR = Path(__file__).resolve().parent.parent / "bench" / "floor.py"
+END_DATE = dt.date(2025, 6, 30)
+DAYS = 5
+
+
+def _load_floor():
+    spec = importlib.util.spec_from_file_location("bench_floor", BENCH_FLOOR)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _assert_same_rows(floor, con, day):
+    computed = floor.floor_reports(con, day)
+    for table in floor.REPORT_TABLES:
+        expected = floor.pipeline_rows(con, table, day)
+        got = computed[table]
+        assert expected, f"reports.{table} has no rows for {day}: the data does not exercise it"
+        if got != expected:
+            only_floor = sorted(set(got) - set(expected), key=repr)[:5]
+            only_pipeline = sorted(set(expected) - set(got), key=repr)[:5]
+            pytest.fail(
+                f"reports.{table} for {day}: floor {len(got)} rows, pipeline {len(expected)} rows\n"
+                f"  only in floor: {only_floor}\n  only in pipeline: {only_pipeline}"
+            )
+
+
+@pytest.mark.slow
+def test_report_floor_gives_the_pipelines_rows(data_dir, warehouse, instance):
+    floor = _load_floor()
+    generate_landing(data_dir, learners=1500, days=DAYS, seed=3, end_date=END_DATE)
+    days = [END_DATE - dt.timedelta(days=DAYS - 1 - i) for i in range(DAYS)]
+    middle, last = days[DAYS // 2], days[-1]
+    for day in days:
+        result = run_nightly(warehouse, day, instance)
+        assert result.success
+        if day in (middle, last):
+            with warehouse.work() as con:
+                _assert_same_rows(floor, con, day)
+                con.execute(f"DROP SCHEMA {floor.DEFAULT_SCHEMA} CASCADE")
