@@ -613,7 +613,7 @@ class _Generator:
                 types = ("verified", "honor") if rnd() < 0.4 else (("verified",) if rnd() < 0.5 else ("honor",))
                 c.certs = [new_cert(f"{c.name} – {t.title()} Certificate", t,
                                     None if rnd() < 0.6 else (12 if rnd() < 0.5 else 24)) for t in types]
-        for k in range(2):  # definitions not linked to any session
+        for _ in range(2):  # definitions not linked to any session
             new_cert(f"{_TOPICS[int(rnd() * len(_TOPICS))]} Legacy Certificate", "honor", None)
         for k, cert in enumerate(certs):
             cat.append((ws + 2100 + k * 300 // len(certs), "certificate.upserted", cert.payload()))

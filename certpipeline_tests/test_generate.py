@@ -293,7 +293,7 @@ def test_every_line_is_valid_or_counted_as_malformed(ds):
     rate = len(bad) / len(ds.rows)
     assert 0.0004 < rate < 0.003
     # valid lines: the envelope exactly, payload fields only from the schema
-    for (day, _, _, raw), obj in ds.valid_rows:
+    for (_, _, _, raw), obj in ds.valid_rows:
         assert list(obj) == list(ENVELOPE_FIELDS)
         names = {f.name for f in EVENT_TYPES[obj["event_type"]]}
         assert set(obj["payload"]) <= names, raw

@@ -4,7 +4,6 @@ import datetime as dt
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import dagster as dg
 import pytest
 
 from certpipeline import requests as rq

@@ -79,7 +79,7 @@ def test_webserver_loads_every_asset_schedule_and_sensor(tmp_path):
                     break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError("webserver did not start:\n" + (tmp_path / "webserver.log").read_text())
+                    raise AssertionError("webserver did not start:\n" + (tmp_path / "webserver.log").read_text()) from None
                 time.sleep(0.3)
         answer = _graphql(port, QUERY)
     finally:
