@@ -125,14 +125,14 @@ HISTORY_TABLES: dict[str, tuple[tuple[str, ...], dict[str, str], str]] = {
 }
 
 
-def _select_history(entity: str, where: str) -> str:
+def _select_history(entity: str, source: str = "raw.events", where: str = "true") -> str:
     """Each payload is parsed once into typed fields (json_transform), not once per column."""
     event_types, fields, columns = HISTORY_TABLES[entity]
     types = ", ".join(f"'{t}'" for t in event_types)
     structure = json.dumps(fields)
     return (
         f"SELECT {_COMMON}, {columns} FROM ("
-        f"SELECT {_COMMON}, event_type, json_transform(payload, '{structure}') AS f FROM raw.events "
+        f"SELECT {_COMMON}, event_type, json_transform(payload, '{structure}') AS f FROM {source} "
         f"WHERE event_type IN ({types}) AND NOT is_duplicate AND {where})"
     )
 
@@ -140,7 +140,7 @@ def _select_history(entity: str, where: str) -> str:
 def ensure_history_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS state")
     for entity in HISTORY_TABLES:
-        con.execute(f"CREATE TABLE IF NOT EXISTS state.{entity}_history AS {_select_history(entity, 'false')}")
+        con.execute(f"CREATE TABLE IF NOT EXISTS state.{entity}_history AS {_select_history(entity, where='false')}")
     _create_current_views(con)
 
 
@@ -157,13 +157,15 @@ def refresh_history(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
             "CREATE OR REPLACE TEMP TABLE affected_event_ids AS "
             "SELECT DISTINCT event_id FROM raw.history_refresh_queue"
         )
+        # One scan of raw.events for the affected events, not one per entity.
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE affected_events AS SELECT * FROM raw.events "
+            "WHERE event_id IN (SELECT event_id FROM affected_event_ids) AND NOT is_duplicate"
+        )
         for entity in HISTORY_TABLES:
             table = f"state.{entity}_history"
             con.execute(f"DELETE FROM {table} WHERE event_id IN (SELECT event_id FROM affected_event_ids)")
-            con.execute(
-                f"INSERT INTO {table} "
-                + _select_history(entity, "event_id IN (SELECT event_id FROM affected_event_ids)")
-            )
+            con.execute(f"INSERT INTO {table} " + _select_history(entity, source="affected_events"))
         con.execute("DELETE FROM raw.history_refresh_queue WHERE event_id IN (SELECT event_id FROM affected_event_ids)")
         crash_point("history.refreshing")
         con.execute("COMMIT")
