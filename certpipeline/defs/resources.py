@@ -12,7 +12,7 @@ from certpipeline import pipeline
 from certpipeline.warehouse import LOCK_TIMEOUT_SECONDS, DataPaths, connect_locked, data_dir_from_env
 
 
-DEFAULT_MEMORY_LIMIT = "2GB"
+DEFAULT_MEMORY_LIMIT = "1GB"
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -28,7 +28,7 @@ class WarehouseResource(dg.ConfigurableResource):
     @classmethod
     def from_environment(cls) -> "WarehouseResource":
         """``CERTPIPELINE_DATA_DIR`` (default ``data/`` in the repository) and
-        ``CERTPIPELINE_DUCKDB_MEMORY_LIMIT`` (default 2GB)."""
+        ``CERTPIPELINE_DUCKDB_MEMORY_LIMIT`` (default 1GB)."""
         return cls(
             data_dir=str(data_dir_from_env()),
             duckdb_memory_limit=os.environ.get("CERTPIPELINE_DUCKDB_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT,
