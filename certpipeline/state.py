@@ -189,13 +189,20 @@ def _latest(table: str, key: str, where: str = "true") -> str:
 
 def _upserted_with_lifecycle(table: str, key: str, flag: str, cutoff: str, only: str = "true") -> str:
     """Attributes from the latest upsert; ``flag`` from the latest lifecycle event."""
+    # One hash aggregate with two arg_max over the row order: about twice as
+    # fast as two windows over the sorted history joined back together.
+    order = "(occurred_at, landing_date, file, line_number)"
     return f"""
-        WITH visible AS (SELECT * FROM {table} WHERE occurred_at < {cutoff} AND {only}),
-        attributes AS ({_latest('visible', key, f'NOT {flag}')}),
-        lifecycle AS ({_latest('visible', key)})
-        SELECT attributes.* EXCLUDE ({flag}, event_id, occurred_at, landing_date, file, line_number),
-               lifecycle.{flag}
-        FROM lifecycle LEFT JOIN attributes USING ({key})
+        WITH latest AS (
+            SELECT {key},
+                arg_max(struct_pack(*COLUMNS(* EXCLUDE ({key}, {flag}, event_id, occurred_at, landing_date, file,
+                                                         line_number))), {order}) FILTER (WHERE {flag} = false)
+                    AS attributes,
+                arg_max({flag}, {order}) AS {flag}
+            FROM {table} WHERE occurred_at < {cutoff} AND {only}
+            GROUP BY {key}
+        )
+        SELECT {key}, unnest(attributes), {flag} FROM latest
     """
 
 

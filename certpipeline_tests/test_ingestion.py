@@ -275,3 +275,11 @@ def test_unresolved_references_are_reported_by_an_asset_check(landing, warehouse
 )
 def test_split_lines(data, lines):
     assert ingestion.split_lines(data).to_pylist() == lines
+
+
+def test_an_entity_known_only_by_its_deletion_keeps_its_id(landing, warehouse, instance):
+    landing.event(D1, "user.deleted", {"user_id": "ghost"})
+    landing.event(D1, "session.deleted", {"session_id": "gone"})
+    assert run_nightly(warehouse, D1, instance).success
+    assert query(warehouse, "SELECT user_id, name, status FROM state.users") == [("ghost", None, "deleted")]
+    assert query(warehouse, "SELECT session_id, course_id, is_deleted FROM state.sessions") == [("gone", None, True)]
