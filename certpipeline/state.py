@@ -330,32 +330,35 @@ def load_state(
     return State(as_of=day, **frames)
 
 
-# (what refers, reference column, what it must name, its key column)
+# (what refers, reference column, what it must name, its key column), by entity
 REFERENCES = (
-    ("enrollments", "user_id", "users", "user_id"),
-    ("enrollments", "session_id", "sessions", "session_id"),
-    ("awards", "user_id", "users", "user_id"),
-    ("awards", "certificate_id", "certificates", "certificate_id"),
-    ("awards", "enrollment_id", "enrollments", "enrollment_id"),
-    ("awards", "course_id", "courses", "course_id"),
-    ("sessions", "course_id", "courses", "course_id"),
-    ("sessions", "certificate_id", "certificates", "certificate_id"),
-    ("group_members", "group_id", "groups", "group_id"),
-    ("group_members", "user_id", "users", "user_id"),
-    ("groups", "parent_group_id", "groups", "group_id"),
-    ("certificates", "owner_group_id", "groups", "group_id"),
-    ("answers", "session_id", "sessions", "session_id"),
-    ("answers", "user_id", "users", "user_id"),
+    ("enrollment", "user_id", "user", "user_id"),
+    ("enrollment", "session_id", "session", "session_id"),
+    ("award", "user_id", "user", "user_id"),
+    ("award", "certificate_id", "certificate", "certificate_id"),
+    ("award", "enrollment_id", "enrollment", "enrollment_id"),
+    ("award", "course_id", "course", "course_id"),
+    ("session", "course_id", "course", "course_id"),
+    ("session", "certificate_id", "certificate", "certificate_id"),
+    ("group_member", "group_id", "group", "group_id"),
+    ("group_member", "user_id", "user", "user_id"),
+    ("group", "parent_group_id", "group", "group_id"),
+    ("certificate", "owner_group_id", "group", "group_id"),
+    ("answer", "session_id", "session", "session_id"),
+    ("answer", "user_id", "user", "user_id"),
 )
 
 
 def referential_problems(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """References in the current state to entities never seen: one row per
-    kind of reference, with how many and a few examples."""
+    """Events referring to entities the warehouse has never seen: one row per
+    kind of reference, with how many referring events and a few examples.
+    "Never seen" needs only the keys in the history tables, not the state as
+    of a day, so this reads them directly (the windowed views cost seconds)."""
     parts = [
-        f"""SELECT '{source}.{column}' AS reference, '{target}' AS refers_to,
+        f"""SELECT '{source}s.{column}' AS reference, '{target}s' AS refers_to,
                 count(*) AS unresolved, list(DISTINCT s.{column} ORDER BY s.{column})[1:5] AS examples
-            FROM state.{source} s ANTI JOIN state.{target} t ON s.{column} = t.{key}
+            FROM state.{source}_history s
+            ANTI JOIN (SELECT DISTINCT {key} FROM state.{target}_history) t ON s.{column} = t.{key}
             WHERE s.{column} IS NOT NULL HAVING count(*) > 0"""
         for source, column, target, key in REFERENCES
     ]
