@@ -82,18 +82,6 @@ def landing_files(paths: DataPaths, day: dt.date) -> list[Path]:
     )
 
 
-def available_landing_days(paths: DataPaths) -> list[dt.date]:
-    days = []
-    if paths.landing.is_dir():
-        for folder in paths.landing.iterdir():
-            if folder.is_dir() and folder.name.startswith("date="):
-                try:
-                    days.append(dt.date.fromisoformat(folder.name[5:]))
-                except ValueError:
-                    continue
-    return sorted(days)
-
-
 def split_lines(data: bytes) -> pa.Array:
     """The lines of a file as a binary array, without their line terminators."""
     if not data:

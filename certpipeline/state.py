@@ -22,7 +22,6 @@ import polars as pl
 
 from certpipeline.faults import crash_point
 
-ORDERING = "occurred_at, landing_date, file, line_number"
 LATEST_FIRST = "occurred_at DESC, landing_date DESC, file DESC, line_number DESC"
 
 _COMMON = "event_id, occurred_at, landing_date, file, line_number"
