@@ -146,9 +146,9 @@ def ensure_history_tables(con: duckdb.DuckDBPyConnection) -> None:
 def refresh_history(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Re-derive history rows for the events queued by ingestion, then clear the queue.
 
-    Returns the number of history rows per entity after the refresh.
+    Returns the number of history rows per entity after the refresh. The
+    tables exist already: every work connection is prepared when it opens.
     """
-    ensure_history_tables(con)
     counts = {}
     con.execute("BEGIN TRANSACTION")
     try:
