@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -137,3 +138,20 @@ def published(warehouse: WarehouseResource, sql: str, params=None) -> list[tuple
         return con.execute(sql, params or []).fetchall()
     finally:
         con.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory) -> Iterator[str]:
+    """Admin DSN of a real PostgreSQL server on 127.0.0.1 (see postgres_server.py)."""
+    from certpipeline_tests.postgres_server import postgres_admin_dsn
+
+    with postgres_admin_dsn(tmp_path_factory.mktemp("postgres")) as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def postgres_database(postgres_server) -> str:
+    """DSN of a fresh, empty database on that server."""
+    from certpipeline_tests.postgres_server import create_database
+
+    return create_database(postgres_server)
