@@ -1,13 +1,12 @@
+"""The project's definitions: everything under ``certpipeline/defs/``, found by
+Dagster's defs-folder loader (``[tool.dg]`` in pyproject.toml), so a new asset,
+job, schedule, sensor or resource is picked up by adding it to a defs module.
+
+``defs`` is built when this module is imported: the CLI, the tests, ``dg`` and
+``dagster`` all resolve jobs and resources from this one object."""
+
+from pathlib import Path
+
 import dagster as dg
 
-from certpipeline.defs import ingestion, nightly, reports, requests
-from certpipeline.defs.resources import WarehouseResource
-
-defs = dg.Definitions(
-    assets=[ingestion.raw_events, ingestion.entity_history, reports.certificate_reports,
-            reports.published_warehouse, requests.report_exhaust],
-    jobs=[nightly.nightly_job, requests.report_job],
-    schedules=[nightly.nightly_schedule, requests.nightly_request_schedule],
-    sensors=[requests.report_request_sensor],
-    resources={"warehouse": WarehouseResource.from_environment()},
-)
+defs = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)

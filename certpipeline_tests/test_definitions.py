@@ -2,6 +2,7 @@
 dropped asset, job, schedule or sensor is a visible test change."""
 
 import datetime as dt
+from pathlib import Path
 
 import dagster as dg
 
@@ -55,7 +56,12 @@ def test_nightly_schedule_targets_the_previous_day():
 
 
 def test_resources_come_from_the_environment(monkeypatch, tmp_path):
-    from certpipeline.defs.resources import WarehouseResource
+    """The defs folder declares the resource; loading the project again (as a
+    code server does) builds it from the environment of that moment."""
+    import certpipeline.definitions
 
     monkeypatch.setenv("CERTPIPELINE_DATA_DIR", str(tmp_path))
-    assert WarehouseResource.from_environment().paths.root == tmp_path.resolve()
+    monkeypatch.setenv("CERTPIPELINE_DUCKDB_MEMORY_LIMIT", "300MB")
+    loaded = dg.load_from_defs_folder(path_within_project=Path(certpipeline.definitions.__file__).parent)
+    warehouse = loaded.resources["warehouse"]
+    assert (warehouse.paths.root, warehouse.duckdb_memory_limit) == (tmp_path.resolve(), "300MB")

@@ -1,4 +1,5 @@
-"""The Dagster UI loads the pipeline: start dagster-webserver on 127.0.0.1,
+"""The Dagster UI loads the pipeline: start dagster-webserver on 127.0.0.1 from
+the project root (it finds the code location in pyproject.toml),
 query its GraphQL endpoint, stop it."""
 
 import json
@@ -65,7 +66,7 @@ def test_webserver_loads_every_asset_schedule_and_sensor(tmp_path):
     (tmp_path / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     log = open(tmp_path / "webserver.log", "w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "dagster_webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "dagster_webserver", "-h", "127.0.0.1", "-p", str(port)],
         cwd=REPOSITORY, env=env, stdout=log, stderr=subprocess.STDOUT,
         # The webserver stops on SIGINT; a child started in the background may
         # inherit SIGINT ignored, so restore the default handler.

@@ -28,16 +28,20 @@ REPORT_DESCRIPTIONS = {
 # backfill then ingests the whole range before computing any report.
 EVERY_DAY_UP_TO = dg.TimeWindowPartitionMapping(start_offset=-100_000)
 
-report_specs = [
-    dg.AssetSpec(
+def _report_specs() -> list[dg.AssetSpec]:
+    # Built inside a function: the defs-folder loader collects module-level
+    # AssetSpecs as assets of their own, which would define each report twice.
+    return [_report_spec(name) for name in REPORT_BUILDERS]
+
+
+def _report_spec(name: str) -> dg.AssetSpec:
+    return dg.AssetSpec(
         ["reports", name],
         deps=[dg.AssetDep(entity_history, partition_mapping=EVERY_DAY_UP_TO)],
         group_name="reports",
         kinds={"polars", "duckdb"},
         description=REPORT_DESCRIPTIONS[name] + " One snapshot per report_date.",
     )
-    for name in REPORT_BUILDERS
-]
 
 
 def _check_spec(name: str, table: str, description: str) -> dg.AssetCheckSpec:
@@ -54,7 +58,7 @@ report_check_specs = [
 
 
 @dg.multi_asset(
-    specs=report_specs,
+    specs=_report_specs(),
     check_specs=report_check_specs,
     partitions_def=daily_partitions,
     name="certificate_reports",
@@ -78,7 +82,7 @@ def certificate_reports(context: dg.AssetExecutionContext, warehouse: WarehouseR
 
 @dg.asset(
     partitions_def=daily_partitions,
-    deps=report_specs,
+    deps=[certificate_reports],
     group_name="publication",
     kinds={"duckdb"},
     description="warehouse.duckdb, swapped in atomically so analysts' read-only sessions always see a "

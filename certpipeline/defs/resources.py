@@ -53,3 +53,10 @@ class WarehouseResource(dg.ConfigurableResource):
         with connect_locked(self.paths.requests_db, "requests.lock", self.lock_timeout_seconds) as con:
             pipeline.prepare_requests_database(con)
             yield con
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    """The resources every asset, sensor and schedule of defs/ receives, built
+    from the environment when the code location loads."""
+    return dg.Definitions(resources={"warehouse": WarehouseResource.from_environment()})
