@@ -13,8 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
-
 EXIT_REFUSED = 1
 
 
@@ -249,23 +247,15 @@ def _read_password(args) -> str | None:
     return password
 
 
-def _published_state(warehouse):
-    from certpipeline.state import CATALOG_ENTITIES, load_state
+def _service():
+    from certpipeline.request_service import RequestService
 
-    path = warehouse.paths.warehouse
-    if not path.exists():
-        raise CliError(f"certpipeline request: no warehouse at {path} yet; run `certpipeline run` first")
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        return load_state(con, dt.datetime.now(dt.timezone.utc).date(), entities=CATALOG_ENTITIES)
-    finally:
-        con.close()
+    return RequestService(_warehouse().get_warehouse())
 
 
 def cmd_request(args) -> int:
-    from certpipeline import requests as report_requests
-    from certpipeline.password_vault import PasswordVault
+    from certpipeline import report_requests
+    from certpipeline.request_service import NoWarehouseYet
 
     if args.learner and not args.certificate:
         raise CliError("certpipeline request: --learner goes with --certificate")
@@ -273,14 +263,10 @@ def cmd_request(args) -> int:
         report_type=args.report_type, requested_by=args.by, course=args.course, batch=args.batch,
         certificate=args.certificate, learner=args.learner, filters=tuple(sorted(args.filters)),
     )
-    password = _read_password(args)
-    warehouse = _warehouse()
-    state = _published_state(warehouse)
     try:
-        ciphertext = PasswordVault(warehouse.paths.pipeline / "secret.key").seal(password) if password else None
-        del password
-        with warehouse.requests() as queue:
-            request_id = report_requests.file_request(queue, state, spec, ciphertext)
+        request_id = _service().file(spec, _read_password(args))
+    except NoWarehouseYet as error:
+        raise CliError(f"certpipeline request: {error}") from None
     except report_requests.RequestRefused as refusal:
         raise CliError(f"certpipeline request: refused: {refusal}") from None
     print(request_id)
@@ -288,15 +274,12 @@ def cmd_request(args) -> int:
 
 
 def cmd_requests(args) -> int:
-    from certpipeline import requests as report_requests
-
     kind, scope_id = next((k, v) for k, v in (("course", args.course), ("batch", args.batch), ("certificate", args.certificate)) if v)
-    with _warehouse().requests() as queue:
-        listed = report_requests.list_requests(queue, kind, scope_id)
-    if listed.is_empty():
+    listed = _service().list_scope(kind, scope_id)
+    if not listed:
         print(f"no requests for {kind} {scope_id}")
         return 0
-    for row in listed.iter_rows(named=True):
+    for row in listed:
         when = row["requested_at"].strftime("%Y-%m-%d %H:%M:%SZ")
         detail = row["file_path"] or row["status_reason"] or ""
         print(f"{row['request_id']}  {row['status']:<9}  {row['report_type']:<28}  {row['scope']}  by {row['requested_by']}  {when}  {detail}")
@@ -304,7 +287,9 @@ def cmd_requests(args) -> int:
 
 
 def cmd_process_requests(args) -> int:
-    from certpipeline import pipeline
+    """Claims like the sensor (and requests still on lease), then runs the same
+    job in process; the asset produces through the request service and
+    publishes the statuses, as the sensor's runs do."""
     from certpipeline.definitions import defs
     from certpipeline.defs.partitions import request_partitions
     from certpipeline.defs.requests import claim_batch
@@ -320,16 +305,10 @@ def cmd_process_requests(args) -> int:
     result = defs.resolve_job_def("report_request_job").execute_in_process(
         instance=instance, raise_on_error=False, run_config=QUIET_RUN_CONFIG, tags=batch.run_request.tags
     )
-    with warehouse.work() as con:
-        pipeline.publish_warehouse(con, warehouse.paths)
-    with warehouse.requests() as queue:
-        statuses = queue.execute(
-            "SELECT request_id, status, coalesce(file_path, status_reason, '') FROM ops.report_requests "
-            "WHERE request_id IN (SELECT unnest(?)) ORDER BY requested_at, request_id",
-            [batch.claimed],
-        ).fetchall()
-    for request_id, status, detail in statuses:
-        print(f"{request_id}  {status:<8}  {detail}")
+    service = _service()
+    for request_id in batch.claimed:
+        row = service.get(request_id)
+        print(f"{request_id}  {row['status']:<8}  {row['file_path'] or row['status_reason'] or ''}")
     if not result.success:
         _progress(f"process-requests: some requests failed and will be retried: {_failure_reason(result)}")
     return 0

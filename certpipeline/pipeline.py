@@ -1,19 +1,34 @@
-"""The pipeline's steps as plain functions over a DuckDB connection.
+"""The pipeline's steps as plain functions over a DuckDB connection, and the
+``Warehouse`` they run against.
 
-Dagster assets and tests call these; nothing here knows about Dagster.
+Dagster assets, the CLI, the HTTP API and tests call these; nothing here
+knows about Dagster.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
-from certpipeline import ingestion, requests, state
+from certpipeline import ingestion, report_requests, state
+from certpipeline.password_vault import PasswordVault
 from certpipeline.reports import tables
-from certpipeline.warehouse import DataPaths, publish
+from certpipeline.warehouse import LOCK_TIMEOUT_SECONDS, DataPaths, connect_locked, publish, publish_requests
+
+# DuckDB's memory for the working database; beyond it, it spills to pipeline/spill.
+DEFAULT_MEMORY_LIMIT = "1GB"
+# How long report files are kept (contract section 8).
+DEFAULT_RETENTION_DAYS = 30
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
 
 
 def resolve_dir(path: str) -> Path:
@@ -27,7 +42,53 @@ def prepare_work_database(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def prepare_requests_database(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(requests.REQUESTS_DDL)
+    con.execute(report_requests.REQUESTS_DDL)
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """The data directory as the plain modules see it: its paths, the two
+    locked and prepared databases, the password vault and the clock.
+
+    ``work()`` and ``requests()`` hold the matching inter-process lock for as
+    long as the connection is open. ``clock`` is injectable so that tests can
+    move a request past its lease or its retention without waiting."""
+
+    root: Path
+    lock_timeout_seconds: float = LOCK_TIMEOUT_SECONDS
+    duckdb_memory_limit: str | None = DEFAULT_MEMORY_LIMIT
+    retention_days: int = DEFAULT_RETENTION_DAYS
+    clock: Callable[[], dt.datetime] = utc_now
+
+    @property
+    def paths(self) -> DataPaths:
+        return DataPaths(self.root)
+
+    def now(self) -> dt.datetime:
+        return self.clock()
+
+    def today(self) -> dt.date:
+        return self.clock().astimezone(dt.timezone.utc).date()
+
+    @property
+    def vault(self) -> PasswordVault:
+        return PasswordVault(self.paths.pipeline / "secret.key")
+
+    @contextmanager
+    def work(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.paths.pipeline.mkdir(parents=True, exist_ok=True)
+        with connect_locked(
+            self.paths.work_db, "work.lock", self.lock_timeout_seconds, self.duckdb_memory_limit
+        ) as con:
+            prepare_work_database(con)
+            yield con
+
+    @contextmanager
+    def requests(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.paths.pipeline.mkdir(parents=True, exist_ok=True)
+        with connect_locked(self.paths.requests_db, "requests.lock", self.lock_timeout_seconds) as con:
+            prepare_requests_database(con)
+            yield con
 
 
 def ingest_landing_day(con: duckdb.DuckDBPyConnection, paths: DataPaths, day: dt.date) -> pl.DataFrame:
@@ -51,4 +112,12 @@ def build_report_snapshots(con: duckdb.DuckDBPyConnection, day: dt.date) -> dict
 
 
 def publish_warehouse(con: duckdb.DuckDBPyConnection, paths: DataPaths) -> Path:
-    return publish(paths, con, requests.PUBLIC_COLUMNS)
+    return publish(paths, con, report_requests.PUBLIC_COLUMNS)
+
+
+def publish_request_statuses(con: duckdb.DuckDBPyConnection, paths: DataPaths) -> Path:
+    """Refresh ``ops.report_requests`` in the published warehouse (the work lock
+    held, ``con`` the work database). Before any publication, publishes it all."""
+    if not paths.warehouse.exists():
+        return publish_warehouse(con, paths)
+    return publish_requests(paths, report_requests.PUBLIC_COLUMNS)

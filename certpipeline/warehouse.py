@@ -127,27 +127,48 @@ def publish(paths: DataPaths, work: duckdb.DuckDBPyConnection, public_request_co
     checkpointed so the file on disk is complete before it is copied.
     """
     work.execute("CHECKPOINT")
+
+    def edit(copy: duckdb.DuckDBPyConnection) -> None:
+        # The raw payloads stay behind: analysts query reports, state and
+        # rejections, and raw.events is the bulk of the file.
+        copy.execute("DROP TABLE IF EXISTS raw.events")
+        _copy_request_rows(paths, copy, public_request_columns)
+
+    return _swap_in(paths, paths.work_db, edit)
+
+
+def publish_requests(paths: DataPaths, public_request_columns: str) -> Path:
+    """Swap in a copy of the published warehouse with the request queue's
+    current rows: what a pass of requests changed, without re-publishing the
+    working database. Called with the work lock held, like ``publish``."""
+    return _swap_in(paths, paths.warehouse, lambda copy: _copy_request_rows(paths, copy, public_request_columns))
+
+
+def _copy_request_rows(paths: DataPaths, copy: duckdb.DuckDBPyConnection, public_request_columns: str) -> None:
+    copy.execute("CREATE SCHEMA IF NOT EXISTS ops")
+    with exclusive_lock(paths.pipeline / "requests.lock"):
+        if paths.requests_db.exists():
+            copy.execute(f"ATTACH '{paths.requests_db}' AS requests_db (READ_ONLY)")
+            copy.execute(
+                "CREATE OR REPLACE TABLE ops.report_requests AS "
+                f"SELECT {public_request_columns} FROM requests_db.ops.report_requests"
+            )
+            copy.execute("DETACH requests_db")
+
+
+def _swap_in(paths: DataPaths, source: Path, edit) -> Path:
+    """Copy ``source`` under a temporary name, let ``edit`` change the copy,
+    then rename it over ``warehouse.duckdb``: readers see the old or the new."""
     # A crash between copy and rename leaves a staging file; the work lock
     # we hold means no other publication is under way, so any is stale.
     for stale in paths.root.glob(".warehouse.*.duckdb.tmp"):
         stale.unlink(missing_ok=True)
     staging = paths.warehouse.with_name(f".warehouse.{os.getpid()}.duckdb.tmp")
-    shutil.copyfile(paths.work_db, staging)
+    shutil.copyfile(source, staging)
     copy = duckdb.connect(str(staging))
     try:
         _configure(copy)
-        # The raw payloads stay behind: analysts query reports, state and
-        # rejections, and raw.events is the bulk of the file.
-        copy.execute("DROP TABLE IF EXISTS raw.events")
-        copy.execute("CREATE SCHEMA IF NOT EXISTS ops")
-        with exclusive_lock(paths.pipeline / "requests.lock"):
-            if paths.requests_db.exists():
-                copy.execute(f"ATTACH '{paths.requests_db}' AS requests_db (READ_ONLY)")
-                copy.execute(
-                    "CREATE OR REPLACE TABLE ops.report_requests AS "
-                    f"SELECT {public_request_columns} FROM requests_db.ops.report_requests"
-                )
-                copy.execute("DETACH requests_db")
+        edit(copy)
         copy.execute("CHECKPOINT")
     finally:
         copy.close()

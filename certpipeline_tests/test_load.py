@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from certpipeline import requests as rq
+from certpipeline import report_requests as rq
 from certpipeline.definitions import defs
 from certpipeline.defs.requests import claim_batch
 from certpipeline.state import load_state

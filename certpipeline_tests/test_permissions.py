@@ -5,7 +5,7 @@ import datetime as dt
 
 import pytest
 
-from certpipeline import requests as rq
+from certpipeline import report_requests as rq
 from certpipeline.state import load_state
 from certpipeline_tests.conftest import run_nightly
 

@@ -27,16 +27,16 @@ import dagster as dg
 import pytest
 
 from certpipeline import pipeline
-from certpipeline import requests as rq
+from certpipeline import report_requests as rq
 from certpipeline.defs.requests import (
     RANGE_END_TAG,
     RANGE_START_TAG,
-    produce_request,
     report_exhaust,
     report_request_sensor,
 )
 from certpipeline.defs.resources import WarehouseResource
 from certpipeline.password_vault import PasswordVault
+from certpipeline.request_service import Outcome, RequestService
 from certpipeline.state import load_state
 from certpipeline_tests.conftest import Landing, published, run_nightly
 
@@ -257,6 +257,11 @@ def materialize_request(warehouse: WarehouseResource, instance: dg.DagsterInstan
     """``report_exhaust`` for one request partition, as launched from the UI."""
     return dg.materialize([report_exhaust], partition_key=request_id, resources={"warehouse": warehouse},
                           instance=instance, raise_on_error=raise_on_error)
+
+
+def produce_request(warehouse: WarehouseResource, request_id: str) -> Outcome:
+    """What a pass does for one request, through the request service."""
+    return RequestService(warehouse.get_warehouse()).produce_batch([request_id])[0]
 
 
 def exhaust_files(warehouse: WarehouseResource) -> list[Path]:
@@ -736,13 +741,13 @@ def test_process_requests_takes_a_leased_request_at_once_and_it_is_produced_once
     files = exhaust_files(world)
     assert files == [Path(request_row(world, request_id)["file_path"])]
     mtime = files[0].stat().st_mtime_ns
-    assert produce_request(world, request_id)["skipped"] is True
+    assert produce_request(world, request_id).skipped is True
     assert files[0].stat().st_mtime_ns == mtime
     assert request_row(world, request_id)["attempts"] == 2
 
 
 def test_unknown_request_id_is_skipped(world):
-    assert produce_request(world, "req-does-not-exist")["skipped"] is True
+    assert produce_request(world, "req-does-not-exist").skipped is True
     assert exhaust_files(world) == []
 
 
@@ -761,13 +766,13 @@ def test_listing_shows_the_ten_newest_of_a_batch_newest_first(world):
         # Processed before the next identical one may be filed.
         with world.requests() as queue:
             assert rq.claim_waiting(queue) == [(request_id, 1)]
-        assert produce_request(world, request_id)["status"] == rq.SUCCESS
+        assert produce_request(world, request_id).status == rq.SUCCESS
         if number == 5:  # another batch's request, in between
             other = file(world, "course_progress_exhaust", CREATOR, batch=EXPIRED,
                          now=base + dt.timedelta(minutes=number, seconds=30))
             with world.requests() as queue:
                 assert rq.claim_waiting(queue) == [(other, 1)]
-            assert produce_request(world, other)["status"] == rq.SUCCESS
+            assert produce_request(world, other).status == rq.SUCCESS
     with world.requests() as queue:
         listed = rq.list_requests(queue, "batch", LIVE)
         assert rq.list_requests(queue, "batch", EXPIRED)["request_id"].to_list() == [other]

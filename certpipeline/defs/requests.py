@@ -8,21 +8,16 @@ the whole batch instead of once per request, and 1,000 requests cost one run,
 not 1,000.
 """
 
-import datetime as dt
 import warnings
 from dataclasses import dataclass
 
 import dagster as dg
-import duckdb
 import polars as pl
 
-from certpipeline import requests as report_requests
 from certpipeline.defs.metadata import frame_metadata
 from certpipeline.defs.partitions import request_partitions
 from certpipeline.defs.resources import WarehouseResource
-from certpipeline.faults import crash_point
-from certpipeline.password_vault import PasswordVault
-from certpipeline.state import State, load_state
+from certpipeline.request_service import Outcome, RequestService
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
@@ -44,90 +39,25 @@ with warnings.catch_warnings():
 
 @one_run_per_batch
 def report_exhaust(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    outcomes = produce_requests(warehouse, context.partition_keys)
-    produced = [o for o in outcomes if not o["skipped"]]
-    table = pl.DataFrame(
-        [{k: o[k] for k in ("request_id", "status", "detail", "rows")} for o in produced],
-        schema={"request_id": pl.String, "status": pl.String, "detail": pl.String, "rows": pl.Int64},
-    )
+    outcomes = RequestService(warehouse.get_warehouse()).produce_batch(context.partition_keys)
+    table = outcome_table([o for o in outcomes if not o.skipped])
     counts = table.group_by("status").len().sort("status").rows()
-    context.log.info(f"{len(produced)} request(s) produced: " + ", ".join(f"{n} {s}" for s, n in counts))
-    failed = [o for o in produced if o["error"]]
+    context.log.info(f"{table.height} request(s) produced: " + ", ".join(f"{n} {s}" for s, n in counts))
+    failed = [o for o in outcomes if o.production_error]
     if failed:
         raise dg.Failure(
             description=f"{len(failed)} request(s) failed and will be retried on the next pass: "
-            + "; ".join(f"{o['request_id']}: {o['detail']}" for o in failed[:5]),
+            + "; ".join(f"{o.request_id}: {o.detail}" for o in failed[:5]),
             metadata=frame_metadata(table),
         )
     return dg.MaterializeResult(metadata={**frame_metadata(table), **{s: n for s, n in counts}})
 
 
-def produce_requests(warehouse: WarehouseResource, request_ids: list[str], today: dt.date | None = None) -> list[dict]:
-    """Produce every request of ``request_ids`` still Pending; returns one outcome each.
-
-    Holds the work lock throughout, so productions never overlap and a request
-    no longer Pending (finished by another pass) is skipped. One request's
-    failure does not stop the others."""
-    today = today or dt.datetime.now(dt.timezone.utc).date()
-    vault = PasswordVault(warehouse.paths.pipeline / "secret.key")
-    outcomes = []
-    with warehouse.work() as con:
-        with warehouse.requests() as queue:
-            pending = [report_requests.get_request(queue, request_id)
-                       for request_id in report_requests.pending_among(queue, request_ids)]
-        state = _state_for(con, today, [stored.spec for stored in pending]) if pending else None
-        pending_ids = {stored.request_id for stored in pending}
-        for request_id in request_ids:
-            if request_id not in pending_ids:
-                outcomes.append(_outcome(request_id, "not pending", skipped=True))
-                continue
-            outcomes.append(_produce_one(con, warehouse, vault, state, request_id))
-    return outcomes
-
-
-def _state_for(con: duckdb.DuckDBPyConnection, today: dt.date, specs: list) -> State:
-    """The state the batch needs: when every request is about batches, only
-    those batches' rows (a batch exhaust is a small slice of the platform)."""
-    if all(spec.batch is not None for spec in specs):
-        return load_state(con, today, batches=sorted({spec.batch for spec in specs}),
-                          also_users=sorted({spec.requested_by for spec in specs}))
-    return load_state(con, today)
-
-
-def _outcome(request_id, status, detail="", rows=None, skipped=False, error=False) -> dict:
-    return {"request_id": request_id, "status": status, "detail": detail, "rows": rows, "skipped": skipped,
-            "error": error}
-
-
-def _produce_one(con: duckdb.DuckDBPyConnection, warehouse: WarehouseResource, vault: PasswordVault, state: State,
-                 request_id: str) -> dict:
-    with warehouse.requests() as queue:
-        stored = report_requests.get_request(queue, request_id)
-    try:
-        try:
-            password = vault.open(stored.password_ciphertext) if stored.password_ciphertext else None
-        except ValueError as error:
-            # A key that cannot open the password now never will: no retry.
-            raise report_requests.RequestRefused(f"{error}; file the request again") from None
-        report_file = report_requests.produce(state, warehouse.paths.exhausts, request_id, stored.spec, password)
-    except report_requests.RequestRefused as refusal:
-        with warehouse.requests() as queue:
-            status = report_requests.mark_failed_attempt(queue, request_id, str(refusal), permanent=True)
-        return _outcome(request_id, status, str(refusal))
-    except Exception as error:  # noqa: BLE001 - recorded on the request, retried on the next pass
-        reason = f"{type(error).__name__}: {error}"
-        with warehouse.requests() as queue:
-            status = report_requests.mark_failed_attempt(queue, request_id, reason, permanent=False)
-        return _outcome(request_id, status, reason, error=True)
-    crash_point("request.file_written")
-    with warehouse.requests() as queue:
-        report_requests.mark_success(queue, request_id, report_file)
-    return _outcome(request_id, report_requests.SUCCESS, str(report_file.path), report_file.row_count)
-
-
-def produce_request(warehouse: WarehouseResource, request_id: str, today: dt.date | None = None) -> dict:
-    """Produce one request (what the batch does for each)."""
-    return produce_requests(warehouse, [request_id], today)[0]
+def outcome_table(outcomes: list[Outcome]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [{"request_id": o.request_id, "status": o.status, "detail": o.detail, "rows": o.rows} for o in outcomes],
+        schema={"request_id": pl.String, "status": pl.String, "detail": pl.String, "rows": pl.Int64},
+    )
 
 
 report_job = dg.define_asset_job(
@@ -153,8 +83,7 @@ def claim_batch(warehouse: WarehouseResource, known_partitions: list[str],
     New partitions are appended after ``known_partitions`` in claim order, so
     the range from the earliest claimed partition to the last new one covers
     the batch (and perhaps finished requests in between, which are skipped)."""
-    with warehouse.requests() as queue:
-        attempts = report_requests.claim_waiting(queue, include_leased=include_leased)
+    attempts = RequestService(warehouse.get_warehouse()).claim(include_leased=include_leased)
     claimed = [request_id for request_id, _ in attempts]
     if not claimed:
         return ClaimedBatch([], [], None)

@@ -9,49 +9,50 @@ import dagster as dg
 import duckdb
 
 from certpipeline import pipeline
-from certpipeline.warehouse import LOCK_TIMEOUT_SECONDS, DataPaths, connect_locked, data_dir_from_env
-
-
-DEFAULT_MEMORY_LIMIT = "1GB"
+from certpipeline.pipeline import DEFAULT_MEMORY_LIMIT, DEFAULT_RETENTION_DAYS, Warehouse
+from certpipeline.warehouse import LOCK_TIMEOUT_SECONDS, DataPaths, data_dir_from_env
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The data directory: landing files, the working database, the published
-    warehouse and the exhausts. ``work()`` and ``requests()`` hold the matching
-    inter-process lock for as long as the connection is open."""
+    """Configuration of the data directory; ``get_warehouse()`` builds the plain
+    ``pipeline.Warehouse`` the steps and the request service run against (the
+    way Dagster's DuckDBResource wraps ``duckdb.connect``)."""
 
     data_dir: str
     lock_timeout_seconds: float = LOCK_TIMEOUT_SECONDS
     # DuckDB's memory for the working database; beyond it, it spills to pipeline/spill.
     duckdb_memory_limit: str = DEFAULT_MEMORY_LIMIT
+    # Days a report file is kept before it is deleted and its request Expired.
+    retention_days: int = DEFAULT_RETENTION_DAYS
 
     @classmethod
     def from_environment(cls) -> "WarehouseResource":
-        """``CERTPIPELINE_DATA_DIR`` (default ``data/`` in the repository) and
-        ``CERTPIPELINE_DUCKDB_MEMORY_LIMIT`` (default 1GB)."""
+        """``CERTPIPELINE_DATA_DIR`` (default ``data/`` in the repository),
+        ``CERTPIPELINE_DUCKDB_MEMORY_LIMIT`` (default 1GB) and
+        ``CERTPIPELINE_RETENTION_DAYS`` (default 30)."""
         return cls(
             data_dir=str(data_dir_from_env()),
             duckdb_memory_limit=os.environ.get("CERTPIPELINE_DUCKDB_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT,
+            retention_days=int(os.environ.get("CERTPIPELINE_RETENTION_DAYS") or DEFAULT_RETENTION_DAYS),
         )
 
+    def get_warehouse(self) -> Warehouse:
+        return Warehouse(pipeline.resolve_dir(self.data_dir), self.lock_timeout_seconds, self.duckdb_memory_limit,
+                         self.retention_days)
+
+    # Shorthands for the assets, which each need one of these.
     @property
     def paths(self) -> DataPaths:
-        return DataPaths(pipeline.resolve_dir(self.data_dir))
+        return self.get_warehouse().paths
 
     @contextmanager
     def work(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        self.paths.pipeline.mkdir(parents=True, exist_ok=True)
-        with connect_locked(
-            self.paths.work_db, "work.lock", self.lock_timeout_seconds, self.duckdb_memory_limit
-        ) as con:
-            pipeline.prepare_work_database(con)
+        with self.get_warehouse().work() as con:
             yield con
 
     @contextmanager
     def requests(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        self.paths.pipeline.mkdir(parents=True, exist_ok=True)
-        with connect_locked(self.paths.requests_db, "requests.lock", self.lock_timeout_seconds) as con:
-            pipeline.prepare_requests_database(con)
+        with self.get_warehouse().requests() as con:
             yield con
 
 

@@ -1,6 +1,11 @@
 """Report requests: filing, permissions, lifecycle, and producing the files.
 
-Lifecycle (contract section 6): Submitted -> Pending -> Success | Failure.
+Lifecycle (contract section 6): Submitted -> Pending -> Success | Failure;
+Success -> Expired once its file is deleted after the retention period
+(contract section 8).
+
+This module holds the rules and the SQL; ``request_service`` runs the
+lifecycle over a ``Warehouse`` for the CLI, the HTTP API and Dagster.
 
 - Filing checks everything it can at once (report type, scope, rights,
   filters, mandatory password, an identical request still waiting) against
@@ -31,7 +36,7 @@ from certpipeline.reports import certificate_totals, course_dashboard, path_cert
 from certpipeline.reports.filters import USER_STATUSES, PopulationFilter, Visibility, requester_visibility
 from certpipeline.state import State
 
-SUBMITTED, PENDING, SUCCESS, FAILURE = "Submitted", "Pending", "Success", "Failure"
+SUBMITTED, PENDING, SUCCESS, FAILURE, EXPIRED = "Submitted", "Pending", "Success", "Failure", "Expired"
 MAX_ATTEMPTS = 3
 LISTED_REQUESTS = 10
 DEFAULT_LEASE = dt.timedelta(minutes=30)
@@ -65,6 +70,14 @@ PUBLIC_COLUMNS = (
 
 class RequestRefused(ValueError):
     """A request that cannot be filed or produced, with a reason a person can act on."""
+
+
+class RequestForbidden(RequestRefused):
+    """Refused because of who asks: unknown or deleted requester, or outside their rights."""
+
+
+class RequestConflict(RequestRefused):
+    """Refused because an identical request is still waiting."""
 
 
 # -- what may be requested -----------------------------------------------------
@@ -194,9 +207,9 @@ def check_rights(state: State, spec: RequestSpec) -> None:
     report_type = _shape_check(spec)
     user = state.users.filter(pl.col("user_id") == spec.requested_by)
     if user.is_empty():
-        raise RequestRefused(f"unknown requester {spec.requested_by!r}")
+        raise RequestForbidden(f"unknown requester {spec.requested_by!r}")
     if user["status"][0] != "active":
-        raise RequestRefused(f"requester {spec.requested_by!r} is a deleted user")
+        raise RequestForbidden(f"requester {spec.requested_by!r} is a deleted user")
     is_admin = user["platform_role"][0] == "admin"
     me = spec.requested_by
 
@@ -206,7 +219,7 @@ def check_rights(state: State, spec: RequestSpec) -> None:
             raise RequestRefused(f"unknown course {spec.course!r}")
         if not (is_admin or _first(course, "created_by") == me or me in _user_ids(course, "authors")
                 or me in _user_ids(course, "instructors")):
-            raise RequestRefused(
+            raise RequestForbidden(
                 f"{me} may not request {spec.report_type} for course {spec.course}: "
                 "only platform admins, the course creator, authors and instructors may"
             )
@@ -221,13 +234,13 @@ def check_rights(state: State, spec: RequestSpec) -> None:
             allowed = allowed or me in _user_ids(batch, "mentors")
         if not allowed:
             who = "the course or batch creator" + ("" if report_type.password_required else " and batch mentors")
-            raise RequestRefused(
+            raise RequestForbidden(
                 f"{me} may not request {spec.report_type} for batch {spec.batch}: only platform admins, {who} may"
             )
     if report_type.takes_filters:
         visibility = requester_visibility(state, me)
         if not visibility.sees_anything:
-            raise RequestRefused(
+            raise RequestForbidden(
                 f"{me} may not request {spec.report_type}: only platform admins, group admins, coaches, "
                 "and authors or instructors of paths may"
             )
@@ -238,7 +251,7 @@ def check_rights(state: State, spec: RequestSpec) -> None:
             if state.certificates.filter(pl.col("certificate_id") == spec.certificate).is_empty():
                 raise RequestRefused(f"unknown certificate {spec.certificate!r}")
             if not visibility.may_see_certificate(spec.certificate):
-                raise RequestRefused(
+                raise RequestForbidden(
                     f"{me} may not request {spec.report_type} for certificate {spec.certificate}: "
                     "it is not granted by a path they author or instruct"
                 )
@@ -246,7 +259,7 @@ def check_rights(state: State, spec: RequestSpec) -> None:
             if state.users.filter(pl.col("user_id") == spec.learner).is_empty():
                 raise RequestRefused(f"unknown learner {spec.learner!r}")
             if not visibility.may_see_learner(spec.certificate, spec.learner):
-                raise RequestRefused(
+                raise RequestForbidden(
                     f"{me} may not see learner {spec.learner} for certificate {spec.certificate}"
                 )
 
@@ -284,7 +297,7 @@ def file_request(
             [spec.report_type, spec.scope, spec.filters_json, SUBMITTED, PENDING],
         ).fetchall()
         if waiting:
-            raise RequestRefused(
+            raise RequestConflict(
                 f"an identical request {waiting[0][0]} is still {waiting[0][1]}; it can be requested again once it is processed"
             )
         request_id = new_request_id(now)
@@ -385,20 +398,47 @@ def mark_failed_attempt(con, request_id: str, reason: str, permanent: bool, now:
     return PENDING
 
 
-def list_requests(con: duckdb.DuckDBPyConnection, kind: str, scope_id: str) -> pl.DataFrame:
-    """The last ten requests of a scope, newest first. A certificate's requests
-    include those for one of its learners."""
+def files_completed_before(con: duckdb.DuckDBPyConnection, cutoff: dt.datetime) -> list[tuple[str, str]]:
+    """(request_id, file_path) of every Success whose file was made before ``cutoff``."""
+    return con.execute(
+        "SELECT request_id, file_path FROM ops.report_requests WHERE status = 'Success' AND completed_at <= ? "
+        "ORDER BY completed_at, request_id",
+        [cutoff],
+    ).fetchall()
+
+
+def mark_expired(con: duckdb.DuckDBPyConnection, request_ids: list[str], retention_days: int) -> None:
+    """The row stays, without its file: contract section 8."""
+    con.execute(
+        "UPDATE ops.report_requests SET status = 'Expired', file_path = NULL, "
+        "status_reason = ? WHERE status = 'Success' AND request_id IN (SELECT unnest(?))",
+        [f"the file was deleted after the {retention_days}-day retention period", list(request_ids)],
+    )
+
+
+def public_request(con: duckdb.DuckDBPyConnection, request_id: str) -> dict | None:
+    """One request as the published ``ops.report_requests`` shows it: never the password."""
+    cursor = con.execute(f"SELECT {PUBLIC_COLUMNS} FROM ops.report_requests WHERE request_id = ?", [request_id])
+    names = [column[0] for column in cursor.description]
+    rows = cursor.fetchall()
+    return dict(zip(names, rows[0], strict=True)) if rows else None
+
+
+def list_requests(con: duckdb.DuckDBPyConnection, kind: str, scope_id: str,
+                  requested_by: str | None = None) -> pl.DataFrame:
+    """The last ten requests of a scope, newest first (of one requester's, when
+    given). A certificate's requests include those for one of its learners."""
     scope = f"{kind}={scope_id}"
     return con.sql(
         f"""
-        SELECT request_id, report_type, scope, status, requested_by, requested_at, completed_at,
-               file_path, row_count, status_reason
+        SELECT {PUBLIC_COLUMNS}
         FROM ops.report_requests
-        WHERE scope = $scope OR scope LIKE $scope_prefix ESCAPE '\\'
+        WHERE (scope = $scope OR scope LIKE $scope_prefix ESCAPE '\\')
+          AND ($requested_by::VARCHAR IS NULL OR requested_by = $requested_by)
         ORDER BY requested_at DESC, request_id DESC
         LIMIT {LISTED_REQUESTS}
         """,
-        params={"scope": scope, "scope_prefix": _like_escape(scope) + ";%"},
+        params={"scope": scope, "scope_prefix": _like_escape(scope) + ";%", "requested_by": requested_by},
     ).pl()
 
 

@@ -1,0 +1,243 @@
+"""The report request lifecycle (contract sections 6 and 8) over a ``Warehouse``.
+
+One code path for every way in: ``certpipeline request`` / ``requests`` /
+``process-requests``, the HTTP API, and the Dagster asset, sensor and
+schedules each call a method or two of ``RequestService``; the rules and the
+SQL are in ``report_requests``. Nothing here knows about Dagster or HTTP.
+
+- ``file`` seals the password at once, checks the request against the
+  published warehouse, and stores it ``Submitted``.
+- ``claim`` marks waiting requests ``Pending`` (one more attempt each).
+- ``produce_batch`` produces claimed requests under the work lock, records
+  each outcome, then publishes the request statuses to ``warehouse.duckdb``,
+  whichever of the sensor's run or ``process-requests`` did it.
+- ``get``, ``list_scope`` and ``download`` read for one acting user: their
+  own requests, or everyone's for a platform admin (or the operator's CLI).
+- ``expire_files`` deletes files past the retention period; rows stay ``Expired``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from certpipeline import pipeline
+from certpipeline import report_requests as rq
+from certpipeline.faults import crash_point
+from certpipeline.pipeline import Warehouse
+from certpipeline.state import CATALOG_ENTITIES, State, load_state
+
+OPERATOR = None  # the acting user of the CLI on the pipeline's own machine: may read every request
+
+
+class NoWarehouseYet(RuntimeError):
+    """Filing needs a published warehouse to check rights against."""
+
+
+class NotFound(LookupError):
+    """No such request for this acting user (another requester's reads the same)."""
+
+
+class FileUnavailable(LookupError):
+    """The request exists and is visible, but has no file to download (yet, or any more)."""
+
+    def __init__(self, message: str, expired: bool):
+        super().__init__(message)
+        self.expired = expired
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one pass did with one request."""
+
+    request_id: str
+    status: str  # the request's status after the pass
+    detail: str = ""  # the file's path, or the reason
+    rows: int | None = None
+    skipped: bool = False  # no longer Pending (another pass finished it) or unknown: not touched
+    production_error: bool = False  # an error other than a refusal: Pending again until the third attempt
+
+
+class RequestService:
+    def __init__(self, warehouse: Warehouse):
+        self.warehouse = warehouse
+        self._published: tuple[tuple, State] | None = None
+        self._published_lock = threading.Lock()
+
+    # -- filing --------------------------------------------------------------------
+
+    def file(self, spec: rq.RequestSpec, password: str | None) -> str:
+        """Check and store a request as Submitted; returns its id. Raises
+        ``RequestRefused`` (nothing stored) or ``NoWarehouseYet``."""
+        if password == "":
+            raise rq.RequestRefused("the password is empty")
+        # Sealed before anything else can fail, so only the ciphertext travels further.
+        ciphertext = self.warehouse.vault.seal(password) if password is not None else None
+        del password
+        state = self.published_state()
+        with self.warehouse.requests() as queue:
+            return rq.file_request(queue, state, spec, ciphertext, now=self.warehouse.now())
+
+    def published_state(self) -> State:
+        """The users and catalog of the published warehouse as of today, the
+        state filing checks rights against. Kept while ``warehouse.duckdb`` is the
+        same file, so a busy API does not reload it for every request."""
+        path = self.warehouse.paths.warehouse
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            raise NoWarehouseYet(f"no warehouse at {path} yet; run `certpipeline run` first") from None
+        today = self.warehouse.today()
+        key = (info.st_ino, info.st_mtime_ns, info.st_size, today)
+        with self._published_lock:
+            if self._published is not None and self._published[0] == key:
+                return self._published[1]
+        con = duckdb.connect(str(path), read_only=True)
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            state = load_state(con, today, entities=CATALOG_ENTITIES)
+        finally:
+            con.close()
+        with self._published_lock:
+            self._published = (key, state)
+        return state
+
+    def is_platform_admin(self, user_id: str) -> bool:
+        users = self.published_state().users
+        return not users.filter(
+            (pl.col("user_id") == user_id) & (pl.col("status") == "active") & (pl.col("platform_role") == "admin")
+        ).is_empty()
+
+    # -- claiming and producing ----------------------------------------------------
+
+    def claim(self, include_leased: bool = False) -> list[tuple[str, int]]:
+        """Mark every waiting request Pending; returns (request id, attempt), oldest first.
+        ``include_leased`` also takes requests another pass holds (``process-requests``)."""
+        with self.warehouse.requests() as queue:
+            return rq.claim_waiting(queue, now=self.warehouse.now(), include_leased=include_leased)
+
+    def produce_batch(self, request_ids: list[str]) -> list[Outcome]:
+        """Produce every request of ``request_ids`` still Pending; one outcome each.
+
+        Holds the work lock throughout, so productions never overlap and a
+        request no longer Pending (finished by another pass) is skipped. One
+        request's failure does not stop the others. Ends by publishing the
+        request statuses, so analysts see the same whoever ran the pass."""
+        outcomes = []
+        with self.warehouse.work() as con:
+            with self.warehouse.requests() as queue:
+                pending = [rq.get_request(queue, request_id) for request_id in rq.pending_among(queue, request_ids)]
+            state = self._state_for(con, [stored.spec for stored in pending]) if pending else None
+            by_id = {stored.request_id: stored for stored in pending}
+            for request_id in request_ids:
+                stored = by_id.get(request_id)
+                if stored is None:
+                    outcomes.append(Outcome(request_id, "not pending", skipped=True))
+                else:
+                    outcomes.append(self._produce_one(state, stored))
+            if pending:
+                pipeline.publish_request_statuses(con, self.warehouse.paths)
+        return outcomes
+
+    def _state_for(self, con: duckdb.DuckDBPyConnection, specs: list[rq.RequestSpec]) -> State:
+        """The state the batch needs: when every request is about batches, only
+        those batches' rows (a batch exhaust is a small slice of the platform)."""
+        today = self.warehouse.today()
+        if all(spec.batch is not None for spec in specs):
+            return load_state(con, today, batches=sorted({spec.batch for spec in specs}),
+                              also_users=sorted({spec.requested_by for spec in specs}))
+        return load_state(con, today)
+
+    def _produce_one(self, state: State, stored: rq.StoredRequest) -> Outcome:
+        request_id = stored.request_id
+        try:
+            try:
+                password = self.warehouse.vault.open(stored.password_ciphertext) if stored.password_ciphertext else None
+            except ValueError as error:
+                # A key that cannot open the password now never will: no retry.
+                raise rq.RequestRefused(f"{error}; file the request again") from None
+            report_file = rq.produce(state, self.warehouse.paths.exhausts, request_id, stored.spec, password)
+        except rq.RequestRefused as refusal:
+            with self.warehouse.requests() as queue:
+                status = rq.mark_failed_attempt(queue, request_id, str(refusal), permanent=True,
+                                                now=self.warehouse.now())
+            return Outcome(request_id, status, str(refusal))
+        except Exception as error:  # noqa: BLE001 - recorded on the request, retried on the next pass
+            reason = f"{type(error).__name__}: {error}"
+            with self.warehouse.requests() as queue:
+                status = rq.mark_failed_attempt(queue, request_id, reason, permanent=False, now=self.warehouse.now())
+            return Outcome(request_id, status, reason, production_error=True)
+        crash_point("request.file_written")
+        with self.warehouse.requests() as queue:
+            rq.mark_success(queue, request_id, report_file, now=self.warehouse.now())
+        return Outcome(request_id, rq.SUCCESS, str(report_file.path), report_file.row_count)
+
+    # -- reading, for one acting user ------------------------------------------------
+
+    def _reads_everything(self, acting_user: str | None) -> bool:
+        return acting_user is OPERATOR or self.is_platform_admin(acting_user)
+
+    def get(self, request_id: str, acting_user: str | None = OPERATOR) -> dict:
+        """One request as ``ops.report_requests`` shows it. Raises ``NotFound``
+        when there is none, or it is another requester's and the acting user is
+        not a platform admin."""
+        with self.warehouse.requests() as queue:
+            row = rq.public_request(queue, request_id)
+        if row is None or (row["requested_by"] != acting_user and not self._reads_everything(acting_user)):
+            raise NotFound(f"no request {request_id!r}")
+        return row
+
+    def list_scope(self, kind: str, scope_id: str, acting_user: str | None = OPERATOR) -> list[dict]:
+        """The scope's last ten requests the acting user may read, newest first:
+        their own, or everyone's for a platform admin."""
+        requested_by = None if self._reads_everything(acting_user) else acting_user
+        with self.warehouse.requests() as queue:
+            return rq.list_requests(queue, kind, scope_id, requested_by).to_dicts()
+
+    def expires_at(self, row: dict) -> dt.datetime | None:
+        if row["completed_at"] is None or row["status"] not in (rq.SUCCESS, rq.EXPIRED):
+            return None
+        return row["completed_at"] + dt.timedelta(days=self.warehouse.retention_days)
+
+    def download(self, request_id: str, acting_user: str | None = OPERATOR) -> Path:
+        """The request's file, while it is there: Success and not past retention
+        (even if ``expire_files`` has not run yet)."""
+        row = self.get(request_id, acting_user)
+        if row["status"] == rq.EXPIRED or (
+                row["status"] == rq.SUCCESS and self.warehouse.now() >= self.expires_at(row)):
+            raise FileUnavailable(
+                f"the file of {request_id} expired after {self.warehouse.retention_days} days; file the request again",
+                expired=True)
+        if row["status"] != rq.SUCCESS:
+            raise FileUnavailable(f"{request_id} is {row['status']}: no file to download", expired=False)
+        path = Path(row["file_path"])
+        if not path.is_file():
+            raise FileUnavailable(f"the file of {request_id} is no longer there", expired=True)
+        return path
+
+    # -- retention -----------------------------------------------------------------
+
+    def expire_files(self) -> list[str]:
+        """Delete every file older than the retention period; its request stays,
+        ``Expired`` without a file path. Returns the expired request ids.
+
+        The file goes first: a crash in between leaves a Success whose file is
+        missing, which the next call expires (and downloads refuse meanwhile)."""
+        cutoff = self.warehouse.now() - dt.timedelta(days=self.warehouse.retention_days)
+        with self.warehouse.work() as con:
+            with self.warehouse.requests() as queue:
+                due = rq.files_completed_before(queue, cutoff)
+            exhausts = self.warehouse.paths.exhausts.resolve()
+            for _, file_path in due:
+                if Path(file_path).resolve().is_relative_to(exhausts):  # never anything outside exhausts/
+                    Path(file_path).unlink(missing_ok=True)
+            if due:
+                with self.warehouse.requests() as queue:
+                    rq.mark_expired(queue, [request_id for request_id, _ in due], self.warehouse.retention_days)
+                pipeline.publish_request_statuses(con, self.warehouse.paths)
+        return [request_id for request_id, _ in due]
