@@ -102,17 +102,21 @@ def dagster_instance():
     ``<data dir>/dagster_home`` so the UI and the CLI share run history."""
     import dagster as dg
 
-    from certpipeline.warehouse import data_dir_from_env
+    from certpipeline.warehouse import data_dir_from_env, exclusive_lock
 
     home = os.environ.get("DAGSTER_HOME")
     if not home:
         home = str(data_dir_from_env() / "dagster_home")
         os.environ["DAGSTER_HOME"] = home
     Path(home).mkdir(parents=True, exist_ok=True)
-    config = Path(home) / "dagster.yaml"
-    if not config.exists():
-        config.write_text(DAGSTER_YAML)
-    return dg.DagsterInstance.get()
+    # Two commands starting together on a fresh home would both create
+    # Dagster's SQLite storage (which the instance does when it is built) and
+    # one would fail with "table alembic_version already exists".
+    with exclusive_lock(Path(home) / ".instance.lock"):
+        config = Path(home) / "dagster.yaml"
+        if not config.exists():
+            config.write_text(DAGSTER_YAML)
+        return dg.DagsterInstance.get()
 
 
 # Runs that write the working database queue in Dagster (visible in the UI)
