@@ -35,6 +35,7 @@ LEARNERS = 1500
 DAYS = 14
 SEED = 7
 MAX_LINES = 6000  # small, so that the first day is split into several parts
+PINNED_DIGEST = "87109d635682682f3ed928c6b4f962fa920b3cd24b59e39b8f6fad4e83e763e9"  # learners=200, days=6, seed=1, END
 
 
 
@@ -197,6 +198,16 @@ def test_same_seed_same_bytes_and_other_seed_differs(ds, tmp_path):
     # not just one file: most day files differ
     common = set(digest_b) & set(tree_digest(ds.root))
     assert sum(digest_b[k] != tree_digest(ds.root)[k] for k in common) >= DAYS // 2
+
+
+def test_the_bytes_of_a_small_generation_are_pinned(tmp_path):
+    """Generated data are part of what the other tests and the benchmark figures were
+    measured on. A change to the generator that changes its output must be deliberate:
+    say why in the commit and update this digest."""
+    summary = generate_landing(tmp_path, learners=200, days=6, seed=1, end_date=END)
+    digest = hashlib.sha256(json.dumps(tree_digest(tmp_path), sort_keys=True).encode()).hexdigest()
+    assert (summary.lines, summary.files, summary.malformed_lines, summary.duplicate_lines) == (1901, 6, 1, 12)
+    assert digest == PINNED_DIGEST
 
 
 def test_gzip_bytes_do_not_depend_on_the_directory(tmp_path):
