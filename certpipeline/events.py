@@ -129,3 +129,52 @@ EVENT_TYPES: dict[str, tuple[Field, ...]] = {
 }
 
 ENVELOPE_FIELDS = ("event_id", "event_type", "occurred_at", "payload")
+
+
+@dataclass(frozen=True)
+class Entity:
+    """A thing events describe, with a typed history table ``state.<name>_history``
+    holding every payload field of its event types (see ``certpipeline.state``).
+
+    Its state as of a day is its latest event. ``ended_by`` deletes, removes or
+    revokes it; the history then has a flag column ``is_<deleted|removed|revoked>``
+    right after the key."""
+
+    name: str
+    key: tuple[str, ...]
+    event_types: tuple[str, ...]
+    ended_by: str | None = None
+
+    @property
+    def fields(self) -> tuple[Field, ...]:
+        """The payload fields of its event types, in contract order, each once."""
+        seen: dict[str, Field] = {}
+        for event_type in self.event_types:
+            for field in EVENT_TYPES[event_type]:
+                seen.setdefault(field.name, field)
+        return tuple(seen.values())
+
+    @property
+    def ended_flag(self) -> str | None:
+        return f"is_{self.ended_by.rsplit('.', 1)[1]}" if self.ended_by else None
+
+
+ENTITIES: dict[str, Entity] = {
+    entity.name: entity
+    for entity in (
+        Entity("user", ("user_id",), ("user.upserted", "user.deleted"), ended_by="user.deleted"),
+        Entity("group", ("group_id",), ("group.upserted",)),
+        Entity("group_member", ("group_id", "user_id", "role"), ("group_member.added", "group_member.removed"),
+               ended_by="group_member.removed"),
+        Entity("course", ("course_id",), ("course.upserted",)),
+        Entity("session", ("session_id",), ("session.upserted", "session.deleted"), ended_by="session.deleted"),
+        Entity("certificate", ("certificate_id",), ("certificate.upserted",)),
+        Entity("enrollment", ("enrollment_id",), ("enrollment.created", "enrollment.deleted"),
+               ended_by="enrollment.deleted"),
+        # Progress snapshots: a history of their own, joined to the enrollment's state.
+        Entity("enrollment_progress", ("enrollment_id",), ("enrollment.progressed",)),
+        Entity("award", ("award_id",), ("certificate.issued", "certificate.revoked"), ended_by="certificate.revoked"),
+        Entity("answer", ("attempt_id", "question_id"), ("question.answered",)),
+    )
+}
+assert {t for entity in ENTITIES.values() for t in entity.event_types} == set(EVENT_TYPES)

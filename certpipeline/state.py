@@ -1,7 +1,9 @@
 """Entity state: typed history of every entity, and its state as of a day.
 
 ``state.<entity>_history`` holds one typed row per counted (non-duplicate)
-event, refreshed for exactly the event ids a landing day touched. The state of
+event, refreshed for exactly the event ids a landing day touched; its columns
+are the payload fields of the entity's event types (``events.ENTITIES``),
+typed by their kind. The state of
 an entity as of day D is its latest history row (by occurred_at, then landing
 date, file and line) among those that occurred on or before D, so late
 arrivals land in their place and a past day can be recomputed as it was.
@@ -20,126 +22,73 @@ from dataclasses import dataclass
 import duckdb
 import polars as pl
 
+from certpipeline.events import (
+    BOOL,
+    DATE,
+    ENTITIES,
+    INT,
+    NUMBER,
+    STRING,
+    STRING_LIST,
+    STRING_MAP,
+    TIMESTAMP,
+    Entity,
+)
 from certpipeline.faults import crash_point
 
 LATEST_FIRST = "occurred_at DESC, landing_date DESC, file DESC, line_number DESC"
 
 _COMMON = "event_id, occurred_at, landing_date, file, line_number"
 
-# entity -> (event types, payload fields parsed once with their types, typed
-# columns over those fields as ``f.<name>``). Timestamps are parsed by DuckDB's
-# TIMESTAMPTZ cast, the same one validation used.
-HISTORY_TABLES: dict[str, tuple[tuple[str, ...], dict[str, str], str]] = {
-    "user": (
-        ("user.upserted", "user.deleted"),
-        {"user_id": "VARCHAR", "name": "VARCHAR", "email": "VARCHAR", "registered_at": "VARCHAR",
-         "custom_fields": "MAP(VARCHAR, VARCHAR)", "platform_role": "VARCHAR"},
-        """f.user_id,
-           event_type = 'user.deleted' AS is_deleted,
-           f.name,
-           f.email,
-           CAST(f.registered_at AS TIMESTAMPTZ) AS registered_at,
-           f.custom_fields,
-           f.platform_role""",
-    ),
-    "group": (
-        ("group.upserted",),
-        {"group_id": "VARCHAR", "name": "VARCHAR", "parent_group_id": "VARCHAR"},
-        "f.group_id, f.name, f.parent_group_id",
-    ),
-    "group_member": (
-        ("group_member.added", "group_member.removed"),
-        {"group_id": "VARCHAR", "user_id": "VARCHAR", "role": "VARCHAR"},
-        "f.group_id, f.user_id, f.role, event_type = 'group_member.removed' AS is_removed",
-    ),
-    "course": (
-        ("course.upserted",),
-        {"course_id": "VARCHAR", "name": "VARCHAR", "created_by": "VARCHAR", "authors": "VARCHAR[]",
-         "instructors": "VARCHAR[]"},
-        """f.course_id, f.name, f.created_by,
-           coalesce(f.authors, []) AS authors,
-           coalesce(f.instructors, []) AS instructors""",
-    ),
-    "session": (
-        ("session.upserted", "session.deleted"),
-        {"session_id": "VARCHAR", "course_id": "VARCHAR", "name": "VARCHAR", "start_date": "VARCHAR",
-         "end_date": "VARCHAR", "status": "VARCHAR", "certificate_id": "VARCHAR", "auto_reenrollment": "BOOLEAN",
-         "created_by": "VARCHAR", "mentors": "VARCHAR[]"},
-        """f.session_id,
-           event_type = 'session.deleted' AS is_deleted,
-           f.course_id,
-           f.name,
-           CAST(CAST(f.start_date AS TIMESTAMPTZ) AS DATE) AS start_date,
-           CAST(CAST(f.end_date AS TIMESTAMPTZ) AS DATE) AS end_date,
-           f.status,
-           f.certificate_id,
-           coalesce(f.auto_reenrollment, false) AS auto_reenrollment,
-           f.created_by,
-           coalesce(f.mentors, []) AS mentors""",
-    ),
-    "certificate": (
-        ("certificate.upserted",),
-        {"certificate_id": "VARCHAR", "title": "VARCHAR", "certificate_type": "VARCHAR", "owner_group_id": "VARCHAR",
-         "validity_months": "INTEGER"},
-        "f.certificate_id, f.title, f.certificate_type, f.owner_group_id, f.validity_months",
-    ),
-    "enrollment": (
-        ("enrollment.created", "enrollment.deleted"),
-        {"enrollment_id": "VARCHAR", "user_id": "VARCHAR", "session_id": "VARCHAR", "enrolled_at": "VARCHAR",
-         "auto_reenrolled": "BOOLEAN"},
-        """f.enrollment_id,
-           event_type = 'enrollment.deleted' AS is_deleted,
-           f.user_id,
-           f.session_id,
-           CAST(f.enrolled_at AS TIMESTAMPTZ) AS enrolled_at,
-           coalesce(f.auto_reenrolled, false) AS auto_reenrolled""",
-    ),
-    "enrollment_progress": (
-        ("enrollment.progressed",),
-        {"enrollment_id": "VARCHAR", "status": "VARCHAR", "progress_percent": "DOUBLE", "completed_at": "VARCHAR"},
-        """f.enrollment_id, f.status, f.progress_percent,
-           CAST(f.completed_at AS TIMESTAMPTZ) AS completed_at""",
-    ),
-    "award": (
-        ("certificate.issued", "certificate.revoked"),
-        {"award_id": "VARCHAR", "user_id": "VARCHAR", "certificate_id": "VARCHAR", "issued_at": "VARCHAR",
-         "enrollment_id": "VARCHAR", "course_id": "VARCHAR"},
-        """f.award_id,
-           event_type = 'certificate.revoked' AS is_revoked,
-           f.user_id,
-           f.certificate_id,
-           CAST(f.issued_at AS TIMESTAMPTZ) AS issued_at,
-           f.enrollment_id,
-           f.course_id""",
-    ),
-    "answer": (
-        ("question.answered",),
-        {"attempt_id": "VARCHAR", "user_id": "VARCHAR", "session_id": "VARCHAR", "question_set_id": "VARCHAR",
-         "question_id": "VARCHAR", "question_text": "VARCHAR", "response": "VARCHAR", "score": "DOUBLE",
-         "max_score": "DOUBLE", "answered_at": "VARCHAR"},
-        """f.attempt_id, f.user_id, f.session_id, f.question_set_id, f.question_id, f.question_text, f.response,
-           f.score, f.max_score,
-           CAST(f.answered_at AS TIMESTAMPTZ) AS answered_at""",
-    ),
+# entity -> its history table
+HISTORY_TABLES = {entity: f"state.{entity}_history" for entity in ENTITIES}
+
+# How a payload field of each kind is parsed (its type in json_transform's
+# structure) and typed in the history (``f`` is the parsed payload).
+# Timestamps are parsed by DuckDB's TIMESTAMPTZ cast, the same one validation
+# used; absent booleans are false and absent lists empty.
+_HISTORY_TYPES = {
+    STRING: ("VARCHAR", "f.{name}"),
+    INT: ("INTEGER", "f.{name}"),
+    NUMBER: ("DOUBLE", "f.{name}"),
+    BOOL: ("BOOLEAN", "coalesce(f.{name}, false) AS {name}"),
+    TIMESTAMP: ("VARCHAR", "CAST(f.{name} AS TIMESTAMPTZ) AS {name}"),
+    DATE: ("VARCHAR", "CAST(CAST(f.{name} AS TIMESTAMPTZ) AS DATE) AS {name}"),
+    STRING_LIST: ("VARCHAR[]", "coalesce(f.{name}, []) AS {name}"),
+    STRING_MAP: ("MAP(VARCHAR, VARCHAR)", "f.{name}"),
 }
+
+
+def _history_columns(entity: Entity) -> list[str]:
+    """The typed columns of an entity's history: its payload fields in contract
+    order, with the lifecycle flag right after the key."""
+    columns = [_HISTORY_TYPES[field.kind][1].format(name=field.name) for field in entity.fields]
+    if entity.ended_flag:
+        after_key = max(i for i, field in enumerate(entity.fields) if field.name in entity.key) + 1
+        columns.insert(after_key, f"event_type = {_sql_string(entity.ended_by)} AS {entity.ended_flag}")
+    return columns
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _select_history(entity: str, source: str = "raw.events", where: str = "true") -> str:
     """Each payload is parsed once into typed fields (json_transform), not once per column."""
-    event_types, fields, columns = HISTORY_TABLES[entity]
-    types = ", ".join(f"'{t}'" for t in event_types)
-    structure = json.dumps(fields)
+    definition = ENTITIES[entity]
+    structure = json.dumps({field.name: _HISTORY_TYPES[field.kind][0] for field in definition.fields})
+    types = ", ".join(_sql_string(t) for t in definition.event_types)
     return (
-        f"SELECT {_COMMON}, {columns} FROM ("
-        f"SELECT {_COMMON}, event_type, json_transform(payload, '{structure}') AS f FROM {source} "
+        f"SELECT {_COMMON}, {', '.join(_history_columns(definition))} FROM ("
+        f"SELECT {_COMMON}, event_type, json_transform(payload, {_sql_string(structure)}) AS f FROM {source} "
         f"WHERE event_type IN ({types}) AND NOT is_duplicate AND {where})"
     )
 
 
 def ensure_history_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS state")
-    for entity in HISTORY_TABLES:
-        con.execute(f"CREATE TABLE IF NOT EXISTS state.{entity}_history AS {_select_history(entity, where='false')}")
+    for entity, table in HISTORY_TABLES.items():
+        con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS {_select_history(entity, where='false')}")
     _create_current_views(con)
 
 
@@ -161,8 +110,7 @@ def refresh_history(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
             "CREATE OR REPLACE TEMP TABLE affected_events AS SELECT * FROM raw.events "
             "WHERE event_id IN (SELECT event_id FROM affected_event_ids) AND NOT is_duplicate"
         )
-        for entity in HISTORY_TABLES:
-            table = f"state.{entity}_history"
+        for entity, table in HISTORY_TABLES.items():
             con.execute(f"DELETE FROM {table} WHERE event_id IN (SELECT event_id FROM affected_event_ids)")
             con.execute(f"INSERT INTO {table} " + _select_history(entity, source="affected_events"))
         con.execute("DELETE FROM raw.history_refresh_queue WHERE event_id IN (SELECT event_id FROM affected_event_ids)")
@@ -171,25 +119,38 @@ def refresh_history(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    for entity in HISTORY_TABLES:
-        counts[entity] = con.execute(f"SELECT count(*) FROM state.{entity}_history").fetchall()[0][0]
+    for entity, table in HISTORY_TABLES.items():
+        counts[entity] = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
     return counts
 
 
 # -- state as of a day ------------------------------------------------------
 
+# The state queries count events that occurred before the cutoff: a bound
+# parameter (``cutoff_after``), or no cutoff at all for the current-state views
+# (a view cannot hold a parameter; every counted timestamp is before 2100).
+CUTOFF_PARAMETER = "$cutoff"
+NO_CUTOFF = "TIMESTAMPTZ 'infinity'"
 
-def _latest(table: str, key: str, where: str = "true") -> str:
+
+def cutoff_after(day: dt.date) -> dt.datetime:
+    """Events that occurred on or before ``day`` (UTC) are those before the next midnight."""
+    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.timezone.utc)
+
+
+def _latest(history: str, entity: str, cutoff: str) -> str:
+    key = ", ".join(ENTITIES[entity].key)
     return (
-        f"SELECT * FROM {table} WHERE {where} "
+        f"SELECT * FROM {history} WHERE occurred_at < {cutoff} "
         f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY {LATEST_FIRST}) = 1"
     )
 
 
-def _upserted_with_lifecycle(table: str, key: str, flag: str, cutoff: str, only: str = "true") -> str:
-    """Attributes from the latest upsert; ``flag`` from the latest lifecycle event."""
+def _upserted_with_lifecycle(history: str, entity: str, cutoff: str) -> str:
+    """Attributes from the latest upsert; the lifecycle flag from the latest lifecycle event."""
     # One hash aggregate with two arg_max over the row order: about twice as
     # fast as two windows over the sorted history joined back together.
+    key, flag = ", ".join(ENTITIES[entity].key), ENTITIES[entity].ended_flag
     order = "(occurred_at, landing_date, file, line_number)"
     return f"""
         WITH latest AS (
@@ -198,57 +159,42 @@ def _upserted_with_lifecycle(table: str, key: str, flag: str, cutoff: str, only:
                                                          line_number))), {order}) FILTER (WHERE {flag} = false)
                     AS attributes,
                 arg_max({flag}, {order}) AS {flag}
-            FROM {table} WHERE occurred_at < {cutoff} AND {only}
+            FROM {history} WHERE occurred_at < {cutoff}
             GROUP BY {key}
         )
         SELECT {key}, unnest(attributes), {flag} FROM latest
     """
 
 
-# With a batch scope (temp tables scope_sessions and scope_users, see
-# ``load_state``), only the rows a batch report reads: whole entities, picked
-# by key, so each one's latest version is still found among all its versions.
-_BATCH_SCOPE = {
-    "users": "user_id IN (SELECT user_id FROM scope_users)",
-    "enrollments": "enrollment_id IN (SELECT enrollment_id FROM scope_enrollments)",
-    "awards": "award_id IN (SELECT award_id FROM state.award_history "
-    "WHERE enrollment_id IN (SELECT enrollment_id FROM scope_enrollments))",
-    "answers": "session_id IN (SELECT session_id FROM scope_sessions)",
-    "group_members": "false",
-}
-
-
-def state_queries(cutoff: str, batch_scope: bool = False) -> dict[str, str]:
-    """SQL for each entity's state, counting events that occurred before ``cutoff``."""
+def state_queries(cutoff: str = CUTOFF_PARAMETER, histories: dict[str, str] = HISTORY_TABLES) -> dict[str, str]:
+    """SQL for each entity's state, counting events that occurred before
+    ``cutoff`` (the ``$cutoff`` parameter, or ``NO_CUTOFF``), read from
+    ``histories`` (entity -> relation)."""
+    h = histories
     history_columns = "EXCLUDE (event_id, occurred_at, landing_date, file, line_number)"
-    only = {name: (_BATCH_SCOPE.get(name, "true") if batch_scope else "true") for name in
-            ("users", "enrollments", "awards", "answers", "group_members")}
     return {
         "users": f"""
             SELECT * EXCLUDE (is_deleted),
                 CASE WHEN is_deleted THEN 'deleted' ELSE 'active' END AS status
-            FROM ({_upserted_with_lifecycle('state.user_history', 'user_id', 'is_deleted', cutoff, only['users'])})
+            FROM ({_upserted_with_lifecycle(h['user'], 'user', cutoff)})
         """,
-        "groups": f"SELECT * {history_columns} FROM ({_latest('state.group_history', 'group_id', f'occurred_at < {cutoff}')})",
+        "groups": f"SELECT * {history_columns} FROM ({_latest(h['group'], 'group', cutoff)})",
         "group_members": f"""
-            SELECT group_id, user_id, role FROM ({_latest('state.group_member_history', 'group_id, user_id, role',
-                                                          f"occurred_at < {cutoff} AND {only['group_members']}")})
+            SELECT group_id, user_id, role FROM ({_latest(h['group_member'], 'group_member', cutoff)})
             WHERE NOT is_removed
         """,
-        "courses": f"SELECT * {history_columns} FROM ({_latest('state.course_history', 'course_id', f'occurred_at < {cutoff}')})",
-        "sessions": _upserted_with_lifecycle("state.session_history", "session_id", "is_deleted", cutoff),
-        "certificates": f"SELECT * {history_columns} FROM ({_latest('state.certificate_history', 'certificate_id', f'occurred_at < {cutoff}')})",
+        "courses": f"SELECT * {history_columns} FROM ({_latest(h['course'], 'course', cutoff)})",
+        "sessions": _upserted_with_lifecycle(h["session"], "session", cutoff),
+        "certificates": f"SELECT * {history_columns} FROM ({_latest(h['certificate'], 'certificate', cutoff)})",
         "enrollments": f"""
-            WITH enrollment AS ({_upserted_with_lifecycle('state.enrollment_history', 'enrollment_id', 'is_deleted',
-                                                          cutoff, only['enrollments'])}),
-            progress AS ({_latest('state.enrollment_progress_history', 'enrollment_id',
-                                  f"occurred_at < {cutoff} AND {only['enrollments']}")})
+            WITH enrollment AS ({_upserted_with_lifecycle(h['enrollment'], 'enrollment', cutoff)}),
+            progress AS ({_latest(h['enrollment_progress'], 'enrollment_progress', cutoff)})
             SELECT enrollment.*, progress.status, progress.progress_percent, progress.completed_at
             FROM enrollment LEFT JOIN progress USING (enrollment_id)
         """,
-        "awards": _upserted_with_lifecycle("state.award_history", "award_id", "is_revoked", cutoff, only["awards"]),
+        "awards": _upserted_with_lifecycle(h["award"], "award", cutoff),
         "group_closure": f"""
-            WITH RECURSIVE groups AS ({_latest('state.group_history', 'group_id', f'occurred_at < {cutoff}')}),
+            WITH RECURSIVE groups AS ({_latest(h['group'], 'group', cutoff)}),
             closure(ancestor_id, group_id, depth) AS (
                 SELECT group_id, group_id, 0 FROM groups
                 UNION
@@ -258,20 +204,54 @@ def state_queries(cutoff: str, batch_scope: bool = False) -> dict[str, str]:
             )
             SELECT ancestor_id, group_id, min(depth) AS depth FROM closure GROUP BY ALL
         """,
-        "answers": f"""SELECT * {history_columns} FROM ({_latest('state.answer_history', 'attempt_id, question_id',
-                                                                 f"occurred_at < {cutoff} AND {only['answers']}")})""",
+        "answers": f"SELECT * {history_columns} FROM ({_latest(h['answer'], 'answer', cutoff)})",
     }
 
 
 def _create_current_views(con: duckdb.DuckDBPyConnection) -> None:
     """``state.users`` and friends: the current state, for analysts."""
-    for name, query in state_queries("TIMESTAMPTZ 'infinity'").items():
+    for name, query in state_queries(NO_CUTOFF).items():
         con.execute(f"CREATE OR REPLACE VIEW state.{name} AS {query}")
 
 
-def day_cutoff(day: dt.date) -> str:
-    """Events that occurred on or before ``day`` (UTC) are those before the next midnight."""
-    return f"TIMESTAMPTZ '{(day + dt.timedelta(days=1)).isoformat()} 00:00:00+00'"
+# A batch report reads only its batches' slice of the state: whole entities,
+# picked by key, so each one's latest version is still found among all its
+# versions. ``_scope_batches`` fills the scope tables from bound ids; these
+# views pick each history's slice from them (and no group memberships).
+_BATCH_SLICES = {
+    "user": "user_id IN (SELECT user_id FROM scope_users)",
+    "enrollment": "enrollment_id IN (SELECT enrollment_id FROM scope_enrollments)",
+    "enrollment_progress": "enrollment_id IN (SELECT enrollment_id FROM scope_enrollments)",
+    "award": "award_id IN (SELECT award_id FROM state.award_history "
+    "WHERE enrollment_id IN (SELECT enrollment_id FROM scope_enrollments))",
+    "answer": "session_id IN (SELECT session_id FROM scope_sessions)",
+    "group_member": "false",
+}
+
+
+def _scope_batches(con: duckdb.DuckDBPyConnection, batches: list[str], also_users: list[str]) -> dict[str, str]:
+    """Temporary views of the histories' slices a report on ``batches`` reads
+    (their enrollments, awards and answers, their enrolled users and
+    ``also_users``); returns the relations to read the state from."""
+    con.execute("CREATE OR REPLACE TEMP TABLE scope_sessions AS SELECT unnest($batches::VARCHAR[]) AS session_id",
+                {"batches": list(batches)})
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE scope_enrollments AS SELECT DISTINCT enrollment_id "
+        "FROM state.enrollment_history WHERE session_id IN (SELECT session_id FROM scope_sessions)"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE scope_users AS "
+        "SELECT DISTINCT user_id FROM state.enrollment_history "
+        "WHERE enrollment_id IN (SELECT enrollment_id FROM scope_enrollments) "
+        "UNION SELECT unnest($users::VARCHAR[])",
+        {"users": list(also_users)},
+    )
+    histories = dict(HISTORY_TABLES)
+    for entity, rows in _BATCH_SLICES.items():
+        histories[entity] = f"batch_{entity}_history"
+        con.execute(f"CREATE OR REPLACE TEMP VIEW batch_{entity}_history AS "
+                    f"SELECT * FROM state.{entity}_history WHERE {rows}")
+    return histories
 
 
 @dataclass(frozen=True)
@@ -307,25 +287,13 @@ def load_state(
     With ``batches``, only what reports on those batches read: their
     enrollments, awards and answers, their enrolled users and ``also_users``
     (the requesters), and no group memberships; the catalog stays whole."""
-    if batches is not None:
-        con.execute("CREATE OR REPLACE TEMP TABLE scope_sessions AS SELECT unnest(?::VARCHAR[]) AS session_id",
-                    [list(batches)])
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE scope_enrollments AS SELECT DISTINCT enrollment_id "
-            "FROM state.enrollment_history WHERE session_id IN (SELECT session_id FROM scope_sessions)"
-        )
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE scope_users AS "
-            "SELECT DISTINCT user_id FROM state.enrollment_history "
-            "WHERE enrollment_id IN (SELECT enrollment_id FROM scope_enrollments) "
-            "UNION SELECT unnest(?::VARCHAR[])",
-            [list(also_users)],
-        )
+    histories = _scope_batches(con, batches, list(also_users)) if batches is not None else HISTORY_TABLES
+    cutoff = {"cutoff": cutoff_after(day)}
     frames = {}
-    for name, query in state_queries(day_cutoff(day), batch_scope=batches is not None).items():
+    for name, query in state_queries(histories=histories).items():
         if entities is not None and name not in entities:
             query = f"SELECT * FROM ({query}) WHERE false"
-        frames[name] = con.sql(query).pl()
+        frames[name] = con.execute(query, cutoff).pl()
     return State(as_of=day, **frames)
 
 

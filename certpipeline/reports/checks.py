@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import duckdb
 
 from certpipeline.reports.tables import REPORT_KEYS
-from certpipeline.state import day_cutoff, state_queries
+from certpipeline.state import CUTOFF_PARAMETER, cutoff_after, state_queries
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,7 @@ def duplicate_keys(con: duckdb.DuckDBPyConnection, table: str, day: dt.date) -> 
 def counted_awards_with_course(con: duckdb.DuckDBPyConnection, day: dt.date) -> int:
     """Contract section 3, written once more in SQL: issued on or before the day,
     not revoked, enrollment (when known) not deleted nor in a deleted session."""
-    cutoff = day_cutoff(day)
-    queries = state_queries(cutoff)
+    queries = state_queries()
     return con.execute(
         f"""
         WITH awards AS ({queries['awards']}),
@@ -47,10 +46,11 @@ def counted_awards_with_course(con: duckdb.DuckDBPyConnection, day: dt.date) -> 
         FROM awards a
         LEFT JOIN enrollments e ON e.enrollment_id = a.enrollment_id
         LEFT JOIN sessions s ON s.session_id = e.session_id
-        WHERE NOT a.is_revoked AND a.issued_at < {cutoff}
+        WHERE NOT a.is_revoked AND a.issued_at < {CUTOFF_PARAMETER}
           AND NOT coalesce(e.is_deleted, false) AND NOT coalesce(s.is_deleted, false)
           AND coalesce(a.course_id, s.course_id) IS NOT NULL
-        """
+        """,
+        {"cutoff": cutoff_after(day)},
     ).fetchall()[0][0]
 
 
@@ -73,11 +73,11 @@ def run_report_checks(con: duckdb.DuckDBPyConnection, day: dt.date) -> list[Chec
 
     # With user status 'all' every certificate is listed, so each learner row's
     # certificate must be a known certificate as of the day.
-    certificates = state_queries(day_cutoff(day))["certificates"]
+    certificates = state_queries()["certificates"]
     unlisted = con.execute(
-        f"SELECT count(*) FROM reports.path_certificate_learners l WHERE l.report_date = ? "
+        f"SELECT count(*) FROM reports.path_certificate_learners l WHERE l.report_date = $day "
         f"AND l.certificate_id NOT IN (SELECT certificate_id FROM ({certificates}))",
-        [day],
+        {"day": day, "cutoff": cutoff_after(day)},
     ).fetchall()[0][0]
     outcomes.append(CheckOutcome("path_certificate_learners", "learner_certificates_listed", unlisted))
     return outcomes
