@@ -42,6 +42,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number: {value}")
+    return value
+
+
 def _filter(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -85,6 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
     listed.add_argument("--certificate", metavar="ID")
 
     commands.add_parser("process-requests", help="produce every waiting request now")
+
+    serve = commands.add_parser("serve", help="answer the HTTP API for the learning platform (contract section 8)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    serve.add_argument("--port", type=_port, default=8000)
+
+    tokens = commands.add_parser("tokens", help="bearer tokens of the HTTP API's platform clients")
+    token_commands = tokens.add_subparsers(dest="token_command", required=True, parser_class=OneLineParser)
+    token_commands.add_parser("create", help="create a token for client NAME and print it, once").add_argument("name", metavar="NAME")
+    token_commands.add_parser("revoke", help="end client NAME's token").add_argument("name", metavar="NAME")
+    token_commands.add_parser("list", help="every token's client, creation and revocation")
     return parser
 
 
@@ -318,12 +338,56 @@ def cmd_process_requests(args) -> int:
     return 0
 
 
+def _token_store():
+    from certpipeline.api_tokens import TokenStore
+
+    return TokenStore(_warehouse().paths.pipeline)
+
+
+def cmd_tokens(args) -> int:
+    from certpipeline.api_tokens import TokenError
+
+    store = _token_store()
+    try:
+        if args.token_command == "create":
+            print(store.create(args.name))
+            _progress(f"tokens: created the token of {args.name}; it is shown only this once")
+        elif args.token_command == "revoke":
+            store.revoke(args.name)
+            print(f"revoked the token of {args.name}")
+        else:
+            entries = store.entries()
+            if not entries:
+                print("no tokens")
+            for entry in entries:
+                print(f"{entry.name}  created {entry.created_at}  " + (
+                    f"revoked {entry.revoked_at}" if entry.revoked_at else "active"))
+    except TokenError as error:
+        raise CliError(f"certpipeline tokens {args.token_command}: {error}") from None
+    return 0
+
+
+def cmd_serve(args) -> int:
+    """The HTTP API in this process. Uvicorn's access log shows method, path and
+    status only: no body, so never a password."""
+    import uvicorn
+
+    from certpipeline.api import create_app
+
+    app = create_app(_service(), _token_store())
+    _progress(f"serve: listening on http://{args.host}:{args.port} (OpenAPI at /docs and /openapi.json)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", server_header=False)
+    return 0
+
+
 COMMANDS = {
     "generate": cmd_generate,
     "run": cmd_run,
     "request": cmd_request,
     "requests": cmd_requests,
     "process-requests": cmd_process_requests,
+    "serve": cmd_serve,
+    "tokens": cmd_tokens,
 }
 
 
@@ -333,6 +397,13 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except CliError as error:
         print(str(error), file=sys.stderr)
+        return EXIT_REFUSED
+    except ValueError as error:
+        from certpipeline.defs.resources import SettingError
+
+        if not isinstance(error, SettingError):
+            raise
+        print(f"certpipeline: {error}", file=sys.stderr)
         return EXIT_REFUSED
     except KeyboardInterrupt:
         print("certpipeline: interrupted", file=sys.stderr)

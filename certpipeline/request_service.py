@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,20 +70,33 @@ class RequestService:
         self.warehouse = warehouse
         self._published: tuple[tuple, State] | None = None
         self._published_lock = threading.Lock()
+        # The server's threads queue here rather than poll the queue's file lock.
+        self._queue_lock = threading.Lock()
+
+    @contextmanager
+    def _queue(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._queue_lock, self.warehouse.requests() as queue:
+            yield queue
 
     # -- filing --------------------------------------------------------------------
 
     def file(self, spec: rq.RequestSpec, password: str | None) -> str:
         """Check and store a request as Submitted; returns its id. Raises
         ``RequestRefused`` (nothing stored) or ``NoWarehouseYet``."""
+        return self.file_and_show(spec, password)["request_id"]
+
+    def file_and_show(self, spec: rq.RequestSpec, password: str | None) -> dict:
+        """``file``, answering with the stored row (as ``get`` would), read in the
+        same connection."""
         if password == "":
             raise rq.RequestRefused("the password is empty")
         # Sealed before anything else can fail, so only the ciphertext travels further.
         ciphertext = self.warehouse.vault.seal(password) if password is not None else None
         del password
         state = self.published_state()
-        with self.warehouse.requests() as queue:
-            return rq.file_request(queue, state, spec, ciphertext, now=self.warehouse.now())
+        with self._queue() as queue:
+            request_id = rq.file_request(queue, state, spec, ciphertext, now=self.warehouse.now())
+            return rq.public_request(queue, request_id)
 
     def published_state(self) -> State:
         """The users and catalog of the published warehouse as of today, the
@@ -118,7 +133,7 @@ class RequestService:
     def claim(self, include_leased: bool = False) -> list[tuple[str, int]]:
         """Mark every waiting request Pending; returns (request id, attempt), oldest first.
         ``include_leased`` also takes requests another pass holds (``process-requests``)."""
-        with self.warehouse.requests() as queue:
+        with self._queue() as queue:
             return rq.claim_waiting(queue, now=self.warehouse.now(), include_leased=include_leased)
 
     def produce_batch(self, request_ids: list[str]) -> list[Outcome]:
@@ -130,7 +145,7 @@ class RequestService:
         request statuses, so analysts see the same whoever ran the pass."""
         outcomes = []
         with self.warehouse.work() as con:
-            with self.warehouse.requests() as queue:
+            with self._queue() as queue:
                 pending = [rq.get_request(queue, request_id) for request_id in rq.pending_among(queue, request_ids)]
             state = self._state_for(con, [stored.spec for stored in pending]) if pending else None
             by_id = {stored.request_id: stored for stored in pending}
@@ -163,17 +178,17 @@ class RequestService:
                 raise rq.RequestRefused(f"{error}; file the request again") from None
             report_file = rq.produce(state, self.warehouse.paths.exhausts, request_id, stored.spec, password)
         except rq.RequestRefused as refusal:
-            with self.warehouse.requests() as queue:
+            with self._queue() as queue:
                 status = rq.mark_failed_attempt(queue, request_id, str(refusal), permanent=True,
                                                 now=self.warehouse.now())
             return Outcome(request_id, status, str(refusal))
         except Exception as error:  # noqa: BLE001 - recorded on the request, retried on the next pass
             reason = f"{type(error).__name__}: {error}"
-            with self.warehouse.requests() as queue:
+            with self._queue() as queue:
                 status = rq.mark_failed_attempt(queue, request_id, reason, permanent=False, now=self.warehouse.now())
             return Outcome(request_id, status, reason, production_error=True)
         crash_point("request.file_written")
-        with self.warehouse.requests() as queue:
+        with self._queue() as queue:
             rq.mark_success(queue, request_id, report_file, now=self.warehouse.now())
         return Outcome(request_id, rq.SUCCESS, str(report_file.path), report_file.row_count)
 
@@ -186,7 +201,7 @@ class RequestService:
         """One request as ``ops.report_requests`` shows it. Raises ``NotFound``
         when there is none, or it is another requester's and the acting user is
         not a platform admin."""
-        with self.warehouse.requests() as queue:
+        with self._queue() as queue:
             row = rq.public_request(queue, request_id)
         if row is None or (row["requested_by"] != acting_user and not self._reads_everything(acting_user)):
             raise NotFound(f"no request {request_id!r}")
@@ -196,7 +211,7 @@ class RequestService:
         """The scope's last ten requests the acting user may read, newest first:
         their own, or everyone's for a platform admin."""
         requested_by = None if self._reads_everything(acting_user) else acting_user
-        with self.warehouse.requests() as queue:
+        with self._queue() as queue:
             return rq.list_requests(queue, kind, scope_id, requested_by).to_dicts()
 
     def expires_at(self, row: dict) -> dt.datetime | None:
@@ -230,14 +245,14 @@ class RequestService:
         missing, which the next call expires (and downloads refuse meanwhile)."""
         cutoff = self.warehouse.now() - dt.timedelta(days=self.warehouse.retention_days)
         with self.warehouse.work() as con:
-            with self.warehouse.requests() as queue:
+            with self._queue() as queue:
                 due = rq.files_completed_before(queue, cutoff)
             exhausts = self.warehouse.paths.exhausts.resolve()
             for _, file_path in due:
                 if Path(file_path).resolve().is_relative_to(exhausts):  # never anything outside exhausts/
                     Path(file_path).unlink(missing_ok=True)
             if due:
-                with self.warehouse.requests() as queue:
+                with self._queue() as queue:
                     rq.mark_expired(queue, [request_id for request_id, _ in due], self.warehouse.retention_days)
                 pipeline.publish_request_statuses(con, self.warehouse.paths)
         return [request_id for request_id, _ in due]

@@ -16,6 +16,7 @@ def test_definitions_snapshot():
         "published_warehouse",
         "raw_events",
         "report_exhaust",
+        "report_retention",
         "reports/certificate_type_totals",
         "reports/course_batch_dashboard",
         "reports/learner_certificate_history",
@@ -36,10 +37,12 @@ def test_definitions_snapshot():
     assert sorted(job.name for job in repository.get_all_jobs() if not job.name.startswith("__")) == [
         "nightly_job",
         "report_request_job",
+        "report_retention_job",
     ]
     assert sorted((s.name, s.cron_schedule) for s in repository.schedule_defs) == [
         ("nightly_job_schedule", "0 2 * * *"),
         ("nightly_request_schedule", "30 2 * * *"),
+        ("report_retention_job_schedule", "0 3 * * *"),
     ]
     assert [s.name for s in repository.sensor_defs] == ["report_request_sensor"]
 

@@ -16,16 +16,21 @@ BATCHES = 500
 REPORT_TYPES = ("course_progress_exhaust", "question_set_report")
 
 
-@pytest.mark.slow
-def test_a_thousand_requests_filed_at_once_are_each_produced_once(landing, warehouse, instance):
-    today = dt.datetime.now(dt.timezone.utc).date()
-    day = today - dt.timedelta(days=1)
+def write_batches(landing, day) -> None:
+    """An admin, one course, and BATCHES batches of one learner each."""
     landing.user(day, "admin", platform_role="admin")
     landing.course(day, "course")
     for number in range(BATCHES):
         landing.session(day, f"batch-{number}", "course")
         landing.user(day, f"learner-{number}")
         landing.enroll(day, f"enrollment-{number}", f"learner-{number}", f"batch-{number}")
+
+
+@pytest.mark.slow
+def test_a_thousand_requests_filed_at_once_are_each_produced_once(landing, warehouse, instance):
+    today = dt.datetime.now(dt.timezone.utc).date()
+    day = today - dt.timedelta(days=1)
+    write_batches(landing, day)
     assert run_nightly(warehouse, day, instance).success
     with warehouse.work() as con:
         state = load_state(con, today)

@@ -1,6 +1,6 @@
 """Report requests in Dagster: one dynamic partition per request, a sensor and
-a nightly schedule that pick up waiting requests, and the asset that produces
-the files.
+a nightly schedule that pick up waiting requests, the asset that produces
+the files, and the daily retention pass that deletes old ones.
 
 A pass claims every waiting request and launches one run over the range of
 their partitions (a single-run backfill policy): the state is loaded once for
@@ -124,3 +124,30 @@ def nightly_request_schedule(context: dg.ScheduleEvaluationContext, warehouse: W
         return dg.SkipReason("no waiting report requests")
     context.instance.add_dynamic_partitions(request_partitions.name, batch.new_partitions)
     return [batch.run_request]
+
+
+@dg.asset(
+    group_name="requests",
+    description="Deletes report files older than CERTPIPELINE_RETENTION_DAYS (default 30); "
+    "their requests stay in ops.report_requests, Expired, without a file path.",
+)
+def report_retention(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    expired = RequestService(warehouse.get_warehouse()).expire_files()
+    return dg.MaterializeResult(metadata={"expired_files": len(expired), "retention_days": warehouse.retention_days})
+
+
+report_retention_job = dg.define_asset_job(
+    "report_retention_job",
+    selection=[report_retention],
+    executor_def=dg.in_process_executor,
+    tags={"certpipeline/warehouse": "work"},
+    description="Deletes report files past their retention period.",
+)
+
+report_retention_schedule = dg.ScheduleDefinition(
+    job=report_retention_job,
+    cron_schedule="0 3 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="The retention pass, daily after the nightly run and the request schedule.",
+)

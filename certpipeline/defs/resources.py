@@ -13,6 +13,18 @@ from certpipeline.pipeline import DEFAULT_MEMORY_LIMIT, DEFAULT_RETENTION_DAYS, 
 from certpipeline.warehouse import LOCK_TIMEOUT_SECONDS, DataPaths, data_dir_from_env
 
 
+class SettingError(ValueError):
+    """An environment variable with a value the pipeline cannot use."""
+
+
+def _retention_days(text: str | None) -> int:
+    if not text:
+        return DEFAULT_RETENTION_DAYS
+    if not text.strip().isdigit() or int(text) < 1:
+        raise SettingError(f"CERTPIPELINE_RETENTION_DAYS must be a whole number of days, at least 1, not {text!r}")
+    return int(text)
+
+
 class WarehouseResource(dg.ConfigurableResource):
     """Configuration of the data directory; ``get_warehouse()`` builds the plain
     ``pipeline.Warehouse`` the steps and the request service run against (the
@@ -33,7 +45,7 @@ class WarehouseResource(dg.ConfigurableResource):
         return cls(
             data_dir=str(data_dir_from_env()),
             duckdb_memory_limit=os.environ.get("CERTPIPELINE_DUCKDB_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT,
-            retention_days=int(os.environ.get("CERTPIPELINE_RETENTION_DAYS") or DEFAULT_RETENTION_DAYS),
+            retention_days=_retention_days(os.environ.get("CERTPIPELINE_RETENTION_DAYS")),
         )
 
     def get_warehouse(self) -> Warehouse:
