@@ -7,7 +7,7 @@ pydantic and serves its OpenAPI description at ``/openapi.json`` (and
 ``RequestService``, the code path of the CLI, so refusals carry the CLI's
 messages.
 
-- Every ``/v1`` call needs ``Authorization: Bearer TOKEN`` (``api_tokens``),
+- Every call but the OpenAPI description and its pages needs ``Authorization: Bearer TOKEN`` (``api_tokens``),
   checked by a middleware before routing or reading the body: without a valid
   token the answer is 401 and nothing is read or written.
 - ``X-Acting-User`` names the user whose rights apply. Another requester's
@@ -35,6 +35,7 @@ from certpipeline.request_service import FileUnavailable, NotFound, NoWarehouseY
 
 log = logging.getLogger("certpipeline.api")
 
+UNAUTHENTICATED_PATHS = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 SCOPE_KINDS = (rq.BATCH, rq.COURSE, rq.CERTIFICATE, rq.LEARNER)
 LISTED_BY = (rq.BATCH, rq.COURSE, rq.CERTIFICATE)
 
@@ -104,7 +105,9 @@ def create_app(service: RequestService, tokens: TokenStore) -> FastAPI:
 
     @app.middleware("http")
     async def require_token(request: Request, call_next):
-        if request.url.path.startswith("/v1/"):
+        # Every path but the API's description needs a token: a path that routes
+        # nowhere answers 401 too, rather than telling what exists.
+        if request.url.path not in UNAUTHENTICATED_PATHS:
             scheme, _, token = request.headers.get("authorization", "").partition(" ")
             client = tokens.client_of(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
             if client is None:

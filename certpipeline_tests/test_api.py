@@ -214,6 +214,8 @@ def test_no_token_a_wrong_token_or_a_revoked_one_is_401_and_nothing_is_read_or_w
                            client.get("/v1/requests/req-x"), client.get("/v1/requests/req-x/file")):
                 assert answer.status_code == 401, (headers, answer.text)
                 assert answer.json() == {"error": "a valid bearer token is required"}
+    for path in ("/", "/v1", "/nowhere", "//v1/requests"):
+        assert httpx.get(server.url + path, timeout=60).status_code == 401
     assert queue_count(server) == before
 
     # A second client's token, revoked while the server runs.
@@ -341,7 +343,14 @@ def test_post_produce_download_expire_and_the_password_is_nowhere(server, token,
         assert (not_yet.status_code, not_yet.json()) == (
             409, {"error": f"{request_id} is Submitted: no file to download"})
 
+        with server.warehouse.requests() as queue:  # sealed at once: only a ciphertext while it waits
+            [(ciphertext,)] = queue.execute("SELECT password_ciphertext FROM ops.report_requests "
+                                            "WHERE request_id = ?", [request_id]).fetchall()
+        assert ciphertext is not None and PASSWORD.encode() not in ciphertext
         produce_with_the_sensor(server)
+        with server.warehouse.requests() as queue:  # and wiped when the request ends
+            assert queue.execute("SELECT password_ciphertext FROM ops.report_requests WHERE request_id = ?",
+                                 [request_id]).fetchall() == [(None,)]
         done = client.get(f"/v1/requests/{request_id}").json()
         assert (done["status"], done["row_count"], done["file_url"]) == (
             rq.SUCCESS, 3, f"/v1/requests/{request_id}/file")
