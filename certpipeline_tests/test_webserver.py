@@ -98,18 +98,19 @@ def test_webserver_loads_every_asset_schedule_and_sensor(tmp_path):
     assert location["__typename"] == "RepositoryLocation", location
     repository = location["repositories"][0]
     assert sorted("/".join(node["assetKey"]["path"]) for node in repository["assetNodes"]) == [
-        "entity_history", "published_warehouse", "raw_events", "report_exhaust",
+        "entity_history", "published_warehouse", "raw_events", "report_exhaust", "report_retention",
         "reports/certificate_type_totals", "reports/course_batch_dashboard", "reports/learner_certificate_history",
         "reports/path_certificate_learners", "reports/path_certificate_stats",
     ]
     assert sorted((s["name"], s["cronSchedule"], s["scheduleState"]["status"]) for s in repository["schedules"]) == [
         ("nightly_job_schedule", "0 2 * * *", "RUNNING"),
         ("nightly_request_schedule", "30 2 * * *", "RUNNING"),
+        ("report_retention_job_schedule", "0 3 * * *", "RUNNING"),
     ]
     assert [(s["name"], s["sensorState"]["status"]) for s in repository["sensors"]] == [
         ("report_request_sensor", "RUNNING")
     ]
-    assert {"nightly_job", "report_request_job"} <= {job["name"] for job in repository["jobs"]}
+    assert {"nightly_job", "report_request_job", "report_retention_job"} <= {job["name"] for job in repository["jobs"]}
     assert server.returncode is not None
     log_text = (tmp_path / "webserver.log").read_text()
     assert "Traceback" not in log_text, log_text
