@@ -150,7 +150,9 @@ class Catalog:
 # --------------------------------------------------------------------------- building
 
 
-class _Staff:
+class Staff:
+    """The staff's user ids, and draws of one or a few of them."""
+
     def __init__(self, rng: Random, staff: list[str]):
         self.rng, self.ids = rng, staff
 
@@ -163,7 +165,7 @@ class _Staff:
 
 def build_catalog(rng: Random, window: Window, learners: int) -> Catalog:
     """Draw the catalog. The order of the steps is the order of the draws."""
-    staff = _Staff(rng, [user_id(i) for i in range(staff_count(learners))])
+    staff = Staff(rng, [user_id(i) for i in range(staff_count(learners))])
     organisation, events = _build_organisation(rng, window, learners)
     courses, first_paths = _build_courses(rng, window, learners, staff)
     certificates = _grant_certificates(rng, courses, first_paths, organisation)
@@ -236,7 +238,7 @@ def _build_organisation(rng: Random, window: Window, learners: int) -> tuple[Org
     return organisation, events
 
 
-def _build_courses(rng: Random, window: Window, learners: int, staff: _Staff) -> tuple[list[Course], list[Course]]:
+def _build_courses(rng: Random, window: Window, learners: int, staff: Staff) -> tuple[list[Course], list[Course]]:
     """Courses first, then paths; titles from shuffled (topic, pattern) pairs. Returns
     the courses and the first three paths, which every run has whatever its size."""
     rnd = rng.random
@@ -348,7 +350,7 @@ def _build_question_sets(rng: Random, courses: list[Course], first_paths: list[C
                 c.question_sets.append(QuestionSet(set_id, tuple(questions)))
 
 
-def _course_events(rng: Random, window: Window, courses: list[Course], staff: _Staff) -> list[Event]:
+def _course_events(rng: Random, window: Window, courses: list[Course], staff: Staff) -> list[Event]:
     """Each course's creation; one in twenty gets a new instructor during the window."""
     rnd = rng.random
     start, end = window.start, window.end

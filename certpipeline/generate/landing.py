@@ -60,14 +60,7 @@ def generate_landing(
     rng = Random(seed)  # one stream for everything: the bytes are a function of the arguments
     delivery = Delivery(rng, seed, window)
 
-    paths = DataPaths(Path(data_dir))
-    paths.landing.mkdir(parents=True, exist_ok=True)
-    for day in window.days:
-        if paths.landing_day(day).exists():
-            shutil.rmtree(paths.landing_day(day))
-    gzipped_offset = Random(seed * 7919 + 17).randrange(GZIP_ONE_DAY_IN)
-    folders = [DayFolder(paths.landing_day(day), i % GZIP_ONE_DAY_IN == gzipped_offset, max_lines_per_file)
-               for i, day in enumerate(window.days)]
+    folders = _fresh_day_folders(DataPaths(Path(data_dir)), window, seed, max_lines_per_file)
     try:
         progress("catalog", 0, 1)
         catalog = build_catalog(rng, window, learners)
@@ -93,3 +86,15 @@ def generate_landing(
         malformed_lines=delivery.malformed,
         duplicate_lines=delivery.duplicates,
     )
+
+
+def _fresh_day_folders(paths: DataPaths, window: Window, seed: int, max_lines: int) -> list[DayFolder]:
+    """The window's landing folders, emptied; one day in five (which ones depends on
+    the seed, from a stream of its own) is gzipped."""
+    paths.landing.mkdir(parents=True, exist_ok=True)
+    for day in window.days:
+        if paths.landing_day(day).exists():
+            shutil.rmtree(paths.landing_day(day))
+    gzipped_offset = Random(seed * 7919 + 17).randrange(GZIP_ONE_DAY_IN)
+    return [DayFolder(paths.landing_day(day), i % GZIP_ONE_DAY_IN == gzipped_offset, max_lines)
+            for i, day in enumerate(window.days)]

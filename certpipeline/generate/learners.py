@@ -16,7 +16,7 @@ from operator import itemgetter
 from random import Random
 
 from certpipeline.events import ENROLLMENT_STATUSES, MEMBER_ROLES
-from certpipeline.generate.catalog import Catalog, Event, staff_count, user_id
+from certpipeline.generate.catalog import Catalog, Event, Group, staff_count, user_id
 from certpipeline.generate.sampling import WeightedChoice, poisson
 from certpipeline.generate.sessions import Session
 from certpipeline.generate.timeline import DAY, NEVER, Window, iso_timestamp
@@ -97,7 +97,7 @@ class Learners:
             events = self._maybe_deleted(uid, imported, registered, live_from, live_span, events)
         self._deliver(events, imported_at, created_at)
 
-    def _profile(self, index: int, uid: str, is_staff: bool, registered: int) -> tuple[dict, object, bool, int]:
+    def _profile(self, index: int, uid: str, is_staff: bool, registered: int) -> tuple[dict, Group, bool, int]:
         """The user.upserted payload, the learner's team, whether it is a partner's, and
         the job level's index."""
         rnd = self.rng.random
@@ -131,7 +131,7 @@ class Learners:
         }
         return profile, team, partner, job_level
 
-    def _memberships(self, index: int, uid: str, team, partner: bool, registered: int, events: list[Event]) -> None:
+    def _memberships(self, index: int, uid: str, team: Group, partner: bool, registered: int, events: list[Event]) -> None:
         """A learner of their team; each division's admin; a few coaches, department or
         division admins, and members of a second team."""
         rnd = self.rng.random

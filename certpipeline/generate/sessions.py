@@ -16,7 +16,7 @@ from certpipeline.generate.timeline import DAY, NEVER, Window, date_of, iso_date
 from certpipeline.generate.vocabulary import MONTH_ABBREVIATIONS
 
 if TYPE_CHECKING:
-    from certpipeline.generate.catalog import Certificate, Course, Event, _Staff
+    from certpipeline.generate.catalog import Certificate, Course, Event, Staff
 
 PAST, CURRENT, UPCOMING, EVERGREEN = "past", "current", "upcoming", "evergreen"
 NOT_STARTED, ONGOING, ENDED, ARCHIVED = "not_started", "ongoing", "ended", "archived"
@@ -66,7 +66,7 @@ class Session:
 
 
 def build_sessions(rng: Random, window: Window, courses: list[Course], first_paths: list[Course],
-                   staff: _Staff) -> tuple[list[Session], list[Event]]:
+                   staff: Staff) -> tuple[list[Session], list[Event]]:
     sessions: list[Session] = []
     for course in courses:
         for j, kind in enumerate(_kinds(rng, course, courses, first_paths)):
@@ -100,7 +100,7 @@ def _kinds(rng: Random, course: Course, courses: list[Course], first_paths: list
 
 
 def _session(rng: Random, window: Window, course: Course, courses: list[Course], j: int, kind: str,
-             number: int, staff: _Staff) -> Session:
+             number: int, staff: Staff) -> Session:
     """The j-th session of a course, the number-th of the catalog (from 0)."""
     rnd = rng.random
     first_day, days = window.first_day_number, len(window.days)
