@@ -144,12 +144,15 @@ _TEXT_COLUMNS = ("Course Id", "Course Name", "Batch Id", "Batch Name", "User UUI
 _ORD = "(occurred_at, landing_date, file, line_number)"
 
 
+# Contract section 5 as the pipeline writes it (FORMULA_TRIGGER in
+# certpipeline/report_files.py, repeated because floors do not import the
+# pipeline; test_bench_floor.py checks both give the same cells).
+_FORMULA_TRIGGER = r"^(?:[\s\p{Z}\x0B\x{85}]*[=+\-@|]|[\t\r\n])"
+
+
 def _neutralized(column: str) -> str:
-    """Contract section 5: a text cell starting with = + - @ tab CR gets a leading quote."""
-    return (
-        f"CASE WHEN left({column}, 1) IN ('=', '+', '-', '@', chr(9), chr(13)) "
-        f"THEN '''' || {column} ELSE {column} END"
-    )
+    """A leading quote on a text cell a spreadsheet could run as a formula."""
+    return f"CASE WHEN regexp_matches({column}, {_quote(_FORMULA_TRIGGER)}) THEN '''' || {column} ELSE {column} END"
 
 
 def exhaust_floor_sql(batch_id: str, day: dt.date) -> str:

@@ -1,10 +1,14 @@
 """Report files: how a report DataFrame becomes the file a user downloads.
 
-Contract section 5: a CSV with a header row, UTF-8, comma separated, dates as
-``YYYY-MM-DD``, an empty value as an empty cell; text cells that begin with
-``=``, ``+``, ``-``, ``@``, tab or carriage return are neutralized so a
-spreadsheet does not run them as formulas; with a password the CSV is the only
-member of an AES-256 encrypted zip.
+Contract section 5: a CSV with a header row, UTF-8 with a byte-order mark (so
+spreadsheet programs pick UTF-8 and show accented names as written), comma
+separated, dates as ``YYYY-MM-DD``, whole numbers without a decimal point, an
+empty value as an empty cell; text cells that a spreadsheet could run as a
+formula are neutralized (see ``spreadsheet_safe``); with a password the CSV is
+the only member of an AES-256 encrypted zip.
+
+Every rule about what a cell looks like in the file lives here, in
+``spreadsheet_safe``; the writers below only serialize its result.
 
 Files are published atomically: written under a hidden temporary name in the
 target directory, fsynced, chmod 0o600, then ``os.replace``d into place, so a
@@ -28,15 +32,25 @@ import pyzipper
 
 __all__ = [
     "FORMULA_PREFIXES",
+    "FORMULA_TRIGGER",
     "ReportFile",
     "ZIP_COMPRESSION",
     "ZIP_COMPRESSLEVEL",
+    "format_whole_numbers",
     "neutralize_formulas",
     "safe_file_component",
+    "spreadsheet_safe",
     "write_report_file",
 ]
 
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# Contract section 5: a text cell beginning with one of these, also after
+# leading whitespace, may be run as a formula (``|`` starts a DDE link in some
+# spreadsheets; some strip a leading tab or line break before they look).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "|", "\t", "\r", "\n")
+# The same rule as one regular expression. Whitespace is spelled out so that
+# Polars (Rust regex, where ``\s`` is Unicode) and DuckDB (RE2, where ``\s`` is
+# ASCII) agree on every character: a no-break or ideographic space counts too.
+FORMULA_TRIGGER = r"^(?:[\s\p{Z}\x0B\x{85}]*[=+\-@|]|[\t\r\n])"
 
 # Compression of the encrypted zip member.
 #
@@ -75,10 +89,11 @@ def _is_text_dtype(dtype: pl.DataType) -> bool:
 
 
 def neutralize_formulas(frame: pl.DataFrame) -> pl.DataFrame:
-    """Every String column: a cell beginning with one of FORMULA_PREFIXES gets a
-    leading single quote so a spreadsheet shows it as text (OWASP CSV injection
-    advice).  Pure Polars expressions, no Python loop over rows.  Non-string
-    columns untouched.
+    """Every text column: a cell matching FORMULA_TRIGGER gets a leading single
+    quote, so a spreadsheet shows it as text (OWASP CSV injection advice); the
+    rest of the cell is kept as is (a cell with a line break is quoted in the
+    file, where spreadsheets keep the break inside the cell). Pure Polars
+    expressions, no Python loop over rows; non-text columns untouched.
 
     Categorical / Enum columns hold text that ends up in the CSV just the same,
     so they are neutralized too (and come back as String).  Nulls stay null.
@@ -87,19 +102,48 @@ def neutralize_formulas(frame: pl.DataFrame) -> pl.DataFrame:
     for name, dtype in frame.schema.items():
         if not _is_text_dtype(dtype):
             continue
-        col = pl.col(name).cast(pl.String)
-        starts_with_prefix = pl.any_horizontal(
-            [col.str.starts_with(prefix) for prefix in FORMULA_PREFIXES]
-        )
+        text = pl.col(name).cast(pl.String)
         exprs.append(
-            pl.when(starts_with_prefix)
-            .then(pl.lit("'") + col)
-            .otherwise(col)
+            pl.when(text.str.contains(FORMULA_TRIGGER))
+            .then(pl.lit("'") + text)
+            .otherwise(text)
             .alias(name)
         )
     if not exprs:
         return frame
     return frame.with_columns(exprs)
+
+
+# Beyond 2**53 a float no longer holds every whole number exactly; such values
+# keep Polars' own rendering (e.g. ``1e+20``), which has no decimal point either.
+_EXACT_WHOLE_LIMIT = 2.0**53
+
+
+def format_whole_numbers(frame: pl.DataFrame) -> pl.DataFrame:
+    """Every float column as text: a whole value without a decimal point
+    (``26``, not ``26.0``), any other value as Polars writes it (``1.5``,
+    ``NaN``). Nulls stay null. Run after neutralize_formulas: these cells are
+    numbers, and ``-2`` must stay a number, not become the text ``'-2``."""
+    exprs = []
+    for name, dtype in frame.schema.items():
+        if not dtype.is_float():
+            continue
+        value = pl.col(name)
+        whole = value.is_finite() & (value == value.round(0)) & (value.abs() < _EXACT_WHOLE_LIMIT)
+        exprs.append(
+            pl.when(whole)
+            .then(value.cast(pl.Int64, strict=False).cast(pl.String))
+            .otherwise(value.cast(pl.String))
+            .alias(name)
+        )
+    if not exprs:
+        return frame
+    return frame.with_columns(exprs)
+
+
+def spreadsheet_safe(frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame exactly as its cells are written to the CSV (contract section 5)."""
+    return format_whole_numbers(neutralize_formulas(frame))
 
 
 # --------------------------------------------------------------------------
@@ -146,6 +190,7 @@ def _write_csv(frame: pl.DataFrame, target) -> None:
         line_terminator="\n",
         date_format=_DATE_FORMAT,
         null_value="",
+        include_bom=True,
     )
 
 
@@ -165,8 +210,8 @@ def _fsync_directory(directory: Path) -> None:
 def write_report_file(
     frame: pl.DataFrame, directory: Path, stem: str, password: str | None
 ) -> ReportFile:
-    """Writes `frame` as CSV (header row, UTF-8, comma separated, dates as
-    YYYY-MM-DD, null -> empty cell) after neutralize_formulas.
+    """Writes `frame` as CSV (header row, UTF-8 with a byte-order mark, comma
+    separated, dates as YYYY-MM-DD, null -> empty cell) after spreadsheet_safe.
 
     Without password: ``directory/stem.csv``.  With password:
     ``directory/stem.zip``, a zip whose only member is ``stem.csv``, AES-256
@@ -198,7 +243,7 @@ def write_report_file(
     if final_path.resolve().parent != base_dir or final_path.parent != base_dir:
         raise ValueError(f"report path {final_path!s} escapes {base_dir!s}")
 
-    cleaned = neutralize_formulas(frame)
+    cleaned = spreadsheet_safe(frame)
 
     # mkstemp creates the file O_EXCL with mode 0o600.  The leading dot keeps
     # it from ever clashing with a final name (those never start with a dot).

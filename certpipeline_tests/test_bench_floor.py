@@ -63,3 +63,18 @@ def test_report_floor_gives_the_pipelines_rows(data_dir, warehouse, instance):
             with warehouse.work() as con:
                 _assert_same_rows(floor, con, day)
                 con.execute(f"DROP SCHEMA {floor.DEFAULT_SCHEMA} CASCADE")
+
+
+def test_exhaust_floor_neutralizes_cells_by_the_pipelines_rule():
+    """The exhaust floor repeats report_files' rule in SQL; the same text must come out."""
+    import duckdb
+    import polars as pl
+
+    from certpipeline.report_files import FORMULA_TRIGGER, neutralize_formulas
+
+    floor = _load_floor()
+    assert floor._FORMULA_TRIGGER == FORMULA_TRIGGER
+    cells = ["=1+1", " +1", "\u00a0-1", "|cmd", "\r=1", "a\rb", "a\r\nb", "\n@x", "José", "a-b", None]
+    frame = pl.DataFrame({"t": cells})
+    got = [row[0] for row in duckdb.connect().execute(f"SELECT {floor._neutralized('t')} FROM frame").fetchall()]
+    assert got == neutralize_formulas(frame)["t"].to_list()

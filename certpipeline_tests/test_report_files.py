@@ -19,12 +19,15 @@ import pytest
 from certpipeline.report_files import (
     FORMULA_PREFIXES,
     ReportFile,
+    format_whole_numbers,
     neutralize_formulas,
     safe_file_component,
+    spreadsheet_safe,
     write_report_file,
 )
 
 PASSWORD = "s3cret-Pässwörd!"
+BOM = b"\xef\xbb\xbf"  # contract section 5: UTF-8 with a byte-order mark
 
 
 # --------------------------------------------------------------------------
@@ -67,11 +70,11 @@ def sample_frame() -> pl.DataFrame:
     )
 
 
-SAMPLE_CSV = (
+SAMPLE_CSV = BOM + (
     "User Name,Registration Date,Progress,Total Score\n"
     "Zoë Ñúñez,2024-01-02,100,1.5\n"
     "\"'=HYPERLINK(\"\"http://x\"\")\",,-5,-2.25\n"
-    ",1999-12-31,,0.0\n"
+    ",1999-12-31,,0\n"
     "a-b,2024-02-29,0,\n"
 ).encode("utf-8")
 
@@ -86,7 +89,7 @@ def dir_entries(directory: Path) -> list[str]:
 
 
 def test_formula_prefixes_are_exactly_the_contract_set():
-    assert FORMULA_PREFIXES == ("=", "+", "-", "@", "\t", "\r")
+    assert FORMULA_PREFIXES == ("=", "+", "-", "@", "|", "\t", "\r", "\n")
 
 
 @pytest.mark.parametrize("prefix", FORMULA_PREFIXES)
@@ -97,28 +100,59 @@ def test_each_formula_prefix_gets_a_leading_quote(prefix):
     assert out["t"].to_list() == [f"'{value}", f"'{prefix}"]
 
 
+@pytest.mark.parametrize("spaces", [" ", "   ", "\u00a0", "\u3000", " \t "])
+@pytest.mark.parametrize("prefix", ["=", "+", "-", "@", "|"])
+def test_prefix_after_leading_whitespace_gets_a_leading_quote(spaces, prefix):
+    value = f"{spaces}{prefix}1+1"
+    assert neutralize_formulas(pl.DataFrame({"t": [value]}))["t"].to_list() == [f"'{value}"]
+
+
 def test_harmless_text_nulls_and_non_string_columns_untouched():
     frame = pl.DataFrame(
         {
-            "t": ["a-b", "3", "", None, " =x", "'=already", "x=1", "Zoë"],
-            "i": [-1, 2, -3, 4, 5, 6, 7, 8],
-            "f": [-1.5, None, 0.0, 2.0, 3.0, 4.0, 5.0, 6.0],
-            "d": [dt.date(2024, 1, 1)] * 8,
+            "t": ["a-b", "3", "", None, " x=", "'=already", "x=1", "Zoë", " ", "a|b", "a\nb"],
+            "i": [-1, 2, -3, 4, 5, 6, 7, 8, 9, 10, 11],
+            "f": [-1.5, None, 0.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0],
+            "d": [dt.date(2024, 1, 1)] * 11,
         }
     )
     out = neutralize_formulas(frame)
     assert out.schema == frame.schema
-    assert out["t"].to_list() == ["a-b", "3", "", None, " =x", "'=already", "x=1", "Zoë"]
-    assert out["i"].to_list() == [-1, 2, -3, 4, 5, 6, 7, 8]
-    assert out["f"].to_list() == [-1.5, None, 0.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert out["t"].to_list() == ["a-b", "3", "", None, " x=", "'=already", "x=1", "Zoë", " ", "a|b", "a\nb"]
+    assert out["i"].to_list() == [-1, 2, -3, 4, 5, 6, 7, 8, 9, 10, 11]
+    assert out["f"].to_list() == [-1.5, None, 0.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]
     assert out.columns == ["t", "i", "f", "d"]
 
 
 def test_neutralize_mixed_column_exact_values():
-    frame = pl.DataFrame({"a": ["=1", "+2", "-3", "@4", "\t5", "\r6", "7", None], "n": [1] * 8})
+    frame = pl.DataFrame(
+        {"a": ["=1", "+2", "-3", "@4", "|5", "\t6", "\r7", "\n8", "  =9", "10", "a\rb", None], "n": [1] * 12}
+    )
     out = neutralize_formulas(frame)
-    assert out["a"].to_list() == ["'=1", "'+2", "'-3", "'@4", "'\t5", "'\r6", "7", None]
-    assert out["n"].to_list() == [1] * 8
+    assert out["a"].to_list() == [
+        "'=1", "'+2", "'-3", "'@4", "'|5", "'\t6", "'\r7", "'\n8", "'  =9", "10", "a\rb", None
+    ]
+    assert out["n"].to_list() == [1] * 12
+
+
+def test_whole_numbers_lose_their_decimal_point_and_others_keep_it():
+    frame = pl.DataFrame(
+        {
+            "f": [26.0, 1.5, -2.0, -0.0, -2.25, 0.1 + 0.2, 2.0**53, 1e20, float("nan"), float("inf"), None],
+            "i": list(range(11)),
+        }
+    )
+    out = format_whole_numbers(frame)
+    assert out["f"].to_list() == [
+        "26", "1.5", "-2", "0", "-2.25", "0.30000000000000004", "9007199254740992.0", "1e+20", "NaN", "inf", None
+    ]
+    assert out["i"].to_list() == list(range(11))
+
+
+def test_negative_numbers_stay_numbers_and_negative_text_is_neutralized():
+    frame = pl.DataFrame({"text": ["-2", "-2.5"], "score": [-2.0, -2.5], "count": [-2, 3]})
+    out = spreadsheet_safe(frame)
+    assert out.rows() == [("'-2", "-2", -2), ("'-2.5", "-2.5", 3)]
 
 
 def test_neutralize_categorical_column_comes_back_as_string():
@@ -199,7 +233,7 @@ def test_plain_csv_exact_bytes_mode_and_no_temp_files(tmp_path):
 def test_directory_created_with_parents(tmp_path):
     out_dir = tmp_path / "a" / "b"
     result = write_report_file(pl.DataFrame({"x": [1]}), out_dir, "r", None)
-    assert result.path.read_bytes() == b"x\n1\n"
+    assert result.path.read_bytes() == BOM + b"x\n1\n"
     assert stat.S_IMODE(out_dir.stat().st_mode) == 0o700
 
 
@@ -207,13 +241,30 @@ def test_header_only_for_empty_frame(tmp_path):
     frame = pl.DataFrame(schema={"Course Id": pl.String, "Enrolment Date": pl.Date})
     result = write_report_file(frame, tmp_path, "empty", None)
     assert result.row_count == 0
-    assert result.path.read_bytes() == b"Course Id,Enrolment Date\n"
+    assert result.path.read_bytes() == BOM + b"Course Id,Enrolment Date\n"
 
 
-def test_tab_and_carriage_return_cells_are_neutralized_in_file(tmp_path):
-    frame = pl.DataFrame({"Question Response": ["\tx", "\ry", "+1", "@SUM(A1)", "-2", "ok"]})
+def test_formula_cells_are_neutralized_in_file(tmp_path):
+    frame = pl.DataFrame(
+        {
+            "Question Response": ["\tx", "\ry", "\nz", "+1", "@SUM(A1)", "-2", "|cmd", "   =1+1", "a\rb", "ok"],
+            "Question Score": [26.0, 1.5, -2.0, 0.0, None, 3.0, 4.0, 5.0, 6.0, 7.0],
+        }
+    )
     result = write_report_file(frame, tmp_path, "q", None)
-    assert result.path.read_bytes() == b"Question Response\n'\tx\n\"'\ry\"\n'+1\n'@SUM(A1)\n'-2\nok\n"
+    assert result.path.read_bytes() == BOM + (
+        b"Question Response,Question Score\n"
+        b"'\tx,26\n"
+        b"\"'\ry\",1.5\n"
+        b"\"'\nz\",-2\n"
+        b"'+1,0\n"
+        b"'@SUM(A1),\n"
+        b"'-2,3\n"
+        b"'|cmd,4\n"
+        b"'   =1+1,5\n"
+        b"\"a\rb\",6\n"
+        b"ok,7\n"
+    )
 
 
 def test_stem_traversal_stays_inside_directory(tmp_path):
@@ -245,7 +296,7 @@ def test_final_name_symlink_pointing_outside_is_refused(tmp_path):
 def test_rewrite_replaces_existing_file(tmp_path):
     write_report_file(pl.DataFrame({"x": [1]}), tmp_path, "r", None)
     result = write_report_file(pl.DataFrame({"x": [2, 3]}), tmp_path, "r", None)
-    assert result.path.read_bytes() == b"x\n2\n3\n"
+    assert result.path.read_bytes() == BOM + b"x\n2\n3\n"
     assert result.row_count == 2
     assert dir_entries(tmp_path) == ["r.csv"]
 
@@ -349,7 +400,7 @@ def test_unicode_password_interoperates_with_7z(tmp_path):
     extract_dir = tmp_path / "x"
     proc = run_7z(sevenzip, "x", f"-p{password}", f"-o{extract_dir}", "-y", str(result.path))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert (extract_dir / "u.csv").read_bytes() == b"a\nx\n"
+    assert (extract_dir / "u.csv").read_bytes() == BOM + b"a\nx\n"
 
 
 def test_large_report_round_trip(tmp_path):
@@ -367,7 +418,7 @@ def test_large_report_round_trip(tmp_path):
     assert plain.row_count == enc.row_count == n
     data = plain.path.read_bytes()
     assert data.count(b"\n") == n + 1
-    assert data.startswith(b"User UUID,Enrolment Date,Progress\nuser-00000000,2020-01-01,0\n")
+    assert data.startswith(BOM + b"User UUID,Enrolment Date,Progress\nuser-00000000,2020-01-01,0\n")
     extract_dir = tmp_path / "x"
     proc = run_7z(sevenzip, "x", f"-p{PASSWORD}", f"-o{extract_dir}", "-y", str(enc.path))
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -270,7 +270,9 @@ def exhaust_files(warehouse: WarehouseResource) -> list[Path]:
 
 
 def read_csv(path: Path) -> tuple[list[str], list[dict]]:
-    text = path.read_bytes().decode("utf-8")
+    data = path.read_bytes()
+    assert data.startswith(b"\xef\xbb\xbf"), "report files are UTF-8 with a byte-order mark (contract section 5)"
+    text = data[3:].decode("utf-8")
     rows = list(csv.reader(io.StringIO(text, newline="")))
     header, body = rows[0], rows[1:]
     return header, [dict(zip(header, row, strict=True)) for row in body]
