@@ -202,9 +202,8 @@ def exhaust_floor_sql(batch_id: str, day: dt.date) -> str:
             SELECT max_by({{'session_id': session_id, 'user_id': user_id, 'answered_at': answered_at, 'score': score}}, {_ORD}) AS a
             FROM state.answer_history
             WHERE occurred_at < {cutoff}
-              AND (attempt_id, question_id) IN (
-                  SELECT (attempt_id, question_id) FROM state.answer_history WHERE session_id = {b})
-            GROUP BY attempt_id, question_id
+              AND session_id = {b}
+            GROUP BY user_id, session_id, question_set_id, attempt_id, question_id
         ) x
         WHERE x.a.session_id = {b}
     ), first_enrollment AS (

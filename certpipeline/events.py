@@ -174,7 +174,9 @@ ENTITIES: dict[str, Entity] = {
         # Progress snapshots: a history of their own, joined to the enrollment's state.
         Entity("enrollment_progress", ("enrollment_id",), ("enrollment.progressed",)),
         Entity("award", ("award_id",), ("certificate.issued", "certificate.revoked"), ended_by="certificate.revoked"),
-        Entity("answer", ("attempt_id", "question_id"), ("question.answered",)),
+        # Contract section 2: attempt ids are unique only per learner and session (Sunbird).
+        Entity("answer", ("user_id", "session_id", "question_set_id", "attempt_id", "question_id"),
+               ("question.answered",)),
     )
 }
 assert {t for entity in ENTITIES.values() for t in entity.event_types} == set(EVENT_TYPES)

@@ -125,7 +125,7 @@ def question_set_report(state: State, batch_id: str) -> pl.DataFrame:
     rows = (
         state.answers.filter(pl.col("session_id") == batch_id)
         .join(user_ids, on="user_id", how="semi")
-        .sort("user_id", "answered_at", "attempt_id", "question_id")
+        .sort("user_id", "answered_at", "question_set_id", "attempt_id", "question_id")
         .select(
             pl.col("user_id").alias("User UUID"),
             pl.col("question_set_id").alias("QuestionSet Id"),
