@@ -74,6 +74,9 @@ ZIP_COMPRESSION = pyzipper.ZIP_DEFLATED
 ZIP_COMPRESSLEVEL = 1
 
 _MAX_COMPONENT_LEN = 80
+# A file stem is ``<scope>-<request_id>``: two components, each already
+# bounded, must both survive whole (well under the 255-byte name limit).
+_MAX_STEM_LEN = 2 * _MAX_COMPONENT_LEN + 1
 _HASH_LEN = 10  # hex chars of sha256 (40 bits) appended when an id was altered
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 _DATE_FORMAT = "%Y-%m-%d"
@@ -151,8 +154,8 @@ def spreadsheet_safe(frame: pl.DataFrame) -> pl.DataFrame:
 # --------------------------------------------------------------------------
 
 
-def safe_file_component(text: str) -> str:
-    """A file-name-safe, non-empty, bounded (<= 80 chars) rendering of an id.
+def safe_file_component(text: str, max_length: int = _MAX_COMPONENT_LEN) -> str:
+    """A file-name-safe, non-empty, bounded (<= ``max_length`` chars) rendering of an id.
 
     Only ``[A-Za-z0-9._-]`` survives, every other character (one per code
     point) becomes ``_``; leading dots are stripped so ``..`` or ``.hidden``
@@ -163,10 +166,10 @@ def safe_file_component(text: str) -> str:
     that sanitize to the same text still get distinct names.  Deterministic.
     """
     sanitized = _UNSAFE_CHARS.sub("_", text).lstrip(".")
-    if sanitized == text and 0 < len(text) <= _MAX_COMPONENT_LEN:
+    if sanitized == text and 0 < len(text) <= max_length:
         return text
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    head = sanitized[: _MAX_COMPONENT_LEN - _HASH_LEN - 1]
+    head = sanitized[: max_length - _HASH_LEN - 1]
     return f"{head}_{digest[:_HASH_LEN]}"
 
 
@@ -218,7 +221,8 @@ def write_report_file(
     encrypted with pyzipper (WZ_AES, nbits=256); the password is encoded as
     UTF-8.  An empty password is refused (ValueError) rather than silently
     producing a file anyone can open.  `stem` is passed through
-    safe_file_component.
+    safe_file_component (up to 161 characters, so a ``<scope>-<request_id>``
+    stem made of two safe components stays whole).
 
     The file is first written to a hidden temporary name in the same
     directory, fsynced, chmod 0o600, then os.replace()d into place, so a crash
@@ -232,7 +236,7 @@ def write_report_file(
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     base_dir = directory.resolve(strict=True)
 
-    safe_stem = safe_file_component(stem)
+    safe_stem = safe_file_component(stem, max_length=_MAX_STEM_LEN)
     encrypted = password is not None
     csv_name = f"{safe_stem}.csv"
     final_name = f"{safe_stem}.zip" if encrypted else csv_name

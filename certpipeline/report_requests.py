@@ -512,7 +512,8 @@ def report_frame(state: State, spec: RequestSpec) -> pl.DataFrame:
 
 def report_file_location(exhausts_dir: Path, request_id: str, spec: RequestSpec) -> tuple[Path, str]:
     """``exhausts/<report_type>/<scope>-<request_id>``: ids are sanitized, so
-    nothing a requester types can leave the exhausts folder."""
+    nothing a requester types can leave the exhausts folder. A long scope is
+    shortened (with a hash of the whole); the request id always stays whole."""
     directory = exhausts_dir / safe_file_component(spec.report_type)
     return directory, f"{safe_file_component(spec.scope)}-{safe_file_component(request_id)}"
 
@@ -522,7 +523,7 @@ def produce(state: State, exhausts_dir: Path, request_id: str, spec: RequestSpec
     frame = report_frame(state, spec)
     directory, stem = report_file_location(exhausts_dir, request_id, spec)
     # A production killed mid-write leaves its hidden temporary file behind.
-    for stale in directory.glob(f".{safe_file_component(stem)}.*.tmp"):
+    for stale in directory.glob(f".{stem}.*.tmp"):
         stale.unlink(missing_ok=True)
     return write_report_file(frame, directory, stem, password)
 
