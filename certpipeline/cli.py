@@ -233,13 +233,17 @@ def cmd_run(args) -> int:
         _progress(f"run: [{number}/{len(days)}] {day} done in {time.monotonic() - day_started:.1f}s")
     with warehouse.work() as con:
         accounts = [account for day in days for account in file_accounts(con, day)]
-    print(f"{'day':<12}{'files':>6}{'read':>12}{'accepted':>12}{'duplicates':>12}{'rejected':>10}")
+    print(f"{'day':<12}{'files':>6}{'read':>12}{'accepted':>12}{'duplicates':>12}{'rejected':>10}{'unreadable':>12}")
     for day in days:
         mine = [a for a in accounts if a.landing_date == day]
         print(
             f"{day.isoformat():<12}{len(mine):>6}{sum(a.lines_read for a in mine):>12,}"
             f"{sum(a.accepted for a in mine):>12,}{sum(a.duplicates for a in mine):>12,}{sum(a.rejected for a in mine):>10,}"
+            f"{sum(a.file_rejection is not None for a in mine):>12,}"
         )
+    for account in accounts:
+        if account.file_rejection:
+            _progress(f"run: {account.file} rejected: {account.file_rejection}")
     print(f"{len(days)} day(s) in {time.monotonic() - started:.1f}s; warehouse: {warehouse.paths.warehouse}")
     return 0
 

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import os
+import stat
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import duckdb
 import polars as pl
@@ -71,15 +75,68 @@ class FileAccount:
     accepted: int
     duplicates: int
     rejected: int
+    # Why the file as a whole was rejected (a link, a directory, corrupt gzip,
+    # beyond the size limit); None when it was read.
+    file_rejection: str | None = None
 
 
-def landing_files(paths: DataPaths, day: dt.date) -> list[Path]:
+# Limits on what one landing file may hold (README, "Rejections"). A line or a
+# file beyond them is one rejection with its reason; the rest of the day lands.
+MAX_LINE_BYTES = 8 * 1024 * 1024
+MAX_FILE_BYTES = 4 * 1024 * 1024 * 1024  # after decompression
+# Files are read (and decompressed) in chunks of this size, so memory is bounded
+# by the chunk and the longest line, never by the file: a 1 MB .gz can expand
+# to gigabytes.
+READ_CHUNK_BYTES = 32 * 1024 * 1024
+# How much of an over-long line is kept in raw.rejected_events.
+REJECTED_PREFIX_BYTES = 1024
+LANDING_SUFFIXES = (".jsonl", ".jsonl.gz")
+
+
+@dataclass(frozen=True)
+class LandingLimits:
+    max_line_bytes: int = MAX_LINE_BYTES
+    max_file_bytes: int = MAX_FILE_BYTES
+    read_chunk_bytes: int = READ_CHUNK_BYTES
+
+
+@dataclass(frozen=True)
+class LandingEntry:
+    """A name in a landing folder that looks like a landing file, and why it
+    cannot be read when it is not a regular file (links are never followed)."""
+
+    path: Path
+    refusal: str | None = None
+
+
+class FileRejected(Exception):
+    """The whole file is one rejection, with this reason."""
+
+
+def landing_entries(paths: DataPaths, day: dt.date) -> list[LandingEntry]:
+    """Every ``*.jsonl`` / ``*.jsonl.gz`` entry of the day's folder, by name.
+
+    A symbolic link (it could point anywhere, /etc/passwd included), a
+    directory or anything else that is not a regular file is listed with its
+    refusal, never opened."""
     folder = paths.landing_day(day)
     if not folder.is_dir():
         raise LandingDayMissing(f"no landing folder for {day.isoformat()}: {folder}")
-    return sorted(
-        p for p in folder.iterdir() if p.is_file() and (p.name.endswith(".jsonl") or p.name.endswith(".jsonl.gz"))
-    )
+    entries = []
+    with os.scandir(folder) as scan:
+        for entry in scan:
+            if not entry.name.endswith(LANDING_SUFFIXES):
+                continue
+            if entry.is_symlink():
+                refusal = "not a regular file: a symbolic link, never followed"
+            elif entry.is_dir(follow_symlinks=False):
+                refusal = "not a regular file: a directory"
+            elif not entry.is_file(follow_symlinks=False):
+                refusal = "not a regular file"
+            else:
+                refusal = None
+            entries.append(LandingEntry(Path(entry.path), refusal))
+    return sorted(entries, key=lambda e: e.path.name)
 
 
 def split_lines(data: bytes) -> pa.Array:
@@ -100,11 +157,70 @@ def split_lines(data: bytes) -> pa.Array:
     return pc.replace_substring_regex(lines, pattern=b"\r$", replacement=b"", max_replacements=1)
 
 
-def read_file_bytes(path: Path) -> bytes:
-    if path.name.endswith(".gz"):
-        with gzip.open(path, "rb") as handle:
-            return handle.read()
-    return path.read_bytes()
+def open_landing_file(path: Path) -> BinaryIO:
+    """The file's decompressed bytes as a stream. Opened without following a
+    link (a link swapped in after listing fails here) and refused unless it
+    is a regular file (a FIFO would block the run)."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    handle = os.fdopen(descriptor, "rb")
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        handle.close()
+        raise FileRejected("not a regular file")
+    # GzipFile.read(n) decompresses at most n bytes at a time: a bomb costs a chunk, not its size.
+    return gzip.GzipFile(fileobj=handle, mode="rb") if path.name.endswith(".gz") else handle
+
+
+def read_line_batches(stream: BinaryIO, limits: LandingLimits) -> Iterator[tuple[pa.Array, pa.Array]]:
+    """Consecutive lines of ``stream`` in batches, as (lines, oversized): an
+    over-long line comes back as its first bytes, flagged. Raises
+    FileRejected when the file expands beyond ``max_file_bytes``.
+
+    Memory: one chunk plus the unfinished line, which is dropped (but for its
+    first bytes) as soon as it exceeds the line limit."""
+    unfinished = b""
+    skipping = None  # the first bytes of an over-long line, until its end
+    total = 0
+    while True:
+        chunk = stream.read(limits.read_chunk_bytes)
+        at_end = not chunk
+        total += len(chunk)
+        if total > limits.max_file_bytes:
+            raise FileRejected(f"file expands beyond the limit of {limits.max_file_bytes:,} bytes")
+        if skipping is not None:
+            end = chunk.find(b"\n")
+            if end < 0 and not at_end:
+                continue
+            yield _one_oversized(skipping)
+            skipping = None
+            if at_end:
+                return
+            chunk = chunk[end + 1:]
+        if at_end:
+            if unfinished:
+                yield _flag_oversized(split_lines(unfinished), limits)
+            return
+        data = unfinished + chunk if unfinished else chunk
+        del chunk
+        cut = data.rfind(b"\n")
+        if cut >= 0:
+            unfinished = data[cut + 1:]
+            yield _flag_oversized(split_lines(data[: cut + 1]), limits)
+        else:
+            unfinished = data
+        del data
+        if len(unfinished) > limits.max_line_bytes + 1:  # + 1: the line may end in "\r\n"
+            skipping, unfinished = unfinished[:REJECTED_PREFIX_BYTES], b""
+
+
+def _one_oversized(prefix: bytes) -> tuple[pa.Array, pa.Array]:
+    return pa.array([prefix], pa.large_binary()), pa.array([True])
+
+
+def _flag_oversized(lines: pa.Array, limits: LandingLimits) -> tuple[pa.Array, pa.Array]:
+    oversized = pc.greater(pc.binary_length(lines), limits.max_line_bytes)
+    if not pc.any(oversized).as_py():
+        return lines, oversized
+    return pc.if_else(oversized, pc.binary_slice(lines, 0, REJECTED_PREFIX_BYTES), lines), oversized
 
 
 # -- validation, generated from the event contract -------------------------
@@ -212,7 +328,7 @@ def _validation_sql() -> str:
     known_types = ", ".join(_sql_str(t) for t in ev.EVENT_TYPES)
     return f"""
     WITH decoded AS (
-        SELECT file, line_number, raw, try(decode(raw)) AS line FROM file_lines
+        SELECT file, line_number, raw, oversized_reason, try(decode(raw)) AS line FROM file_lines
     ), parsed AS (
         SELECT *, try_cast(line AS JSON) AS doc,
             -- A valid JSON text is an object exactly when it starts with a brace.
@@ -239,6 +355,7 @@ def _validation_sql() -> str:
     SELECT file, line_number, raw, line, event_id, event_type, payload,
         try_cast(occurred_at_text AS TIMESTAMPTZ) AS occurred_at,
         CASE
+            WHEN oversized_reason IS NOT NULL THEN oversized_reason
             WHEN line IS NULL THEN 'line is not valid UTF-8'
             WHEN trim(line) = '' THEN 'empty line'
             WHEN doc IS NULL THEN 'not valid JSON'
@@ -268,14 +385,15 @@ def _relative_name(paths: DataPaths, path: Path) -> str:
     return path.relative_to(paths.landing).as_posix()
 
 
-def ingest_day(con: duckdb.DuckDBPyConnection, paths: DataPaths, day: dt.date) -> list[FileAccount]:
+def ingest_day(con: duckdb.DuckDBPyConnection, paths: DataPaths, day: dt.date,
+               limits: LandingLimits = LandingLimits()) -> list[FileAccount]:
     """Replace landing day ``day`` in ``raw.*`` and return its per-file accounting.
 
     Runs in one transaction: a crash leaves the previous state of the day.
     The ids of every event whose counted copy may have changed are queued in
     ``raw.history_refresh_queue`` for ``state.refresh_history``.
     """
-    files = landing_files(paths, day)
+    entries = landing_entries(paths, day)
     con.execute(RAW_DDL)
     con.execute("BEGIN TRANSACTION")
     try:
@@ -286,8 +404,8 @@ def ingest_day(con: duckdb.DuckDBPyConnection, paths: DataPaths, day: dt.date) -
         )
         for table in ("raw.events", "raw.rejected_events", "raw.landing_files"):
             con.execute(f"DELETE FROM {table} WHERE landing_date = ?", [day])
-        for path in files:
-            _ingest_file(con, paths, day, path)
+        for entry in entries:
+            _ingest_file(con, paths, day, entry, limits)
             crash_point("ingest.file_loaded")
         con.execute(
             "INSERT INTO affected_event_ids SELECT DISTINCT event_id FROM raw.events "
@@ -303,23 +421,41 @@ def ingest_day(con: duckdb.DuckDBPyConnection, paths: DataPaths, day: dt.date) -
     return file_accounts(con, day)
 
 
-def _ingest_file(con: duckdb.DuckDBPyConnection, paths: DataPaths, day: dt.date, path: Path) -> None:
-    name = _relative_name(paths, path)
+def _ingest_file(con: duckdb.DuckDBPyConnection, paths: DataPaths, day: dt.date, entry: LandingEntry,
+                 limits: LandingLimits) -> None:
+    name = _relative_name(paths, entry.path)
+    lines_read = 0
     try:
-        lines = split_lines(read_file_bytes(path))
-    except (OSError, EOFError, zlib.error) as error:
-        # The file cannot be read at all; keep one rejection that says so.
-        con.execute(
-            "INSERT INTO raw.rejected_events VALUES (?, ?, NULL, NULL, ?)",
-            [day, name, f"file is not readable: {type(error).__name__}: {error}"],
-        )
-        con.execute("INSERT INTO raw.landing_files VALUES (?, ?, 0, now())", [day, name])
-        return
+        if entry.refusal:
+            raise FileRejected(entry.refusal)
+        with open_landing_file(entry.path) as stream:
+            for lines, oversized in read_line_batches(stream, limits):
+                _ingest_lines(con, day, name, lines_read, lines, oversized, limits)
+                lines_read += len(lines)
+    except (FileRejected, OSError, EOFError, zlib.error) as error:
+        # The file cannot be read (whole): what was read of it goes, and one
+        # rejection says why; the rest of the day lands.
+        reason = str(error) if isinstance(error, FileRejected) else f"file is not readable: {type(error).__name__}: {error}"
+        for table in ("raw.events", "raw.rejected_events"):
+            con.execute(f"DELETE FROM {table} WHERE landing_date = ? AND file = ?", [day, name])
+        con.execute("INSERT INTO raw.rejected_events VALUES (?, ?, NULL, NULL, ?)",
+                    [day, name, reason])
+        lines_read = 0
+    con.execute("INSERT INTO raw.landing_files VALUES (?, ?, ?, now())", [day, name, lines_read])
+
+
+def _ingest_lines(con: duckdb.DuckDBPyConnection, day: dt.date, name: str, lines_before: int, lines: pa.Array,
+                  oversized: pa.Array, limits: LandingLimits) -> None:
+    """Validate one batch of a file's consecutive lines into raw.events / raw.rejected_events."""
+    count = len(lines)
     file_lines = pa.table(
         {
-            "file": pa.array([name] * len(lines), pa.string()) if len(lines) else pa.array([], pa.string()),
-            "line_number": pa.array(range(1, len(lines) + 1), pa.int64()),
+            "file": pa.array([name] * count, pa.string()) if count else pa.array([], pa.string()),
+            "line_number": pa.array(range(lines_before + 1, lines_before + count + 1), pa.int64()),
             "raw": lines,
+            "oversized_reason": pc.if_else(
+                oversized, pa.scalar(f"line is longer than the limit of {limits.max_line_bytes:,} bytes"),
+                pa.scalar(None, pa.string())),
         }
     )
     con.register("file_lines", file_lines)
@@ -341,7 +477,6 @@ def _ingest_file(con: duckdb.DuckDBPyConnection, paths: DataPaths, day: dt.date,
             """,
             [day],
         )
-        con.execute("INSERT INTO raw.landing_files VALUES (?, ?, ?, now())", [day, name, len(lines)])
         con.execute("DROP TABLE validated_lines")
     finally:
         try:
@@ -371,7 +506,7 @@ def file_accounts(con: duckdb.DuckDBPyConnection, day: dt.date) -> list[FileAcco
     rows = con.execute(
         """
         SELECT f.landing_date, f.file, f.lines_read,
-            coalesce(e.accepted, 0), coalesce(e.duplicates, 0), coalesce(r.rejected, 0)
+            coalesce(e.accepted, 0), coalesce(e.duplicates, 0), coalesce(r.rejected, 0), r.file_rejection
         FROM raw.landing_files f
         LEFT JOIN (
             SELECT landing_date, file, count(*) FILTER (NOT is_duplicate) AS accepted,
@@ -379,8 +514,9 @@ def file_accounts(con: duckdb.DuckDBPyConnection, day: dt.date) -> list[FileAcco
             FROM raw.events WHERE landing_date = $day GROUP BY ALL
         ) e USING (landing_date, file)
         LEFT JOIN (
-            SELECT landing_date, file, count(*) AS rejected
-            FROM raw.rejected_events WHERE landing_date = $day AND line_number IS NOT NULL GROUP BY ALL
+            SELECT landing_date, file, count(line_number) AS rejected,
+                any_value(reason) FILTER (line_number IS NULL) AS file_rejection
+            FROM raw.rejected_events WHERE landing_date = $day GROUP BY ALL
         ) r USING (landing_date, file)
         WHERE f.landing_date = $day
         ORDER BY f.file
@@ -395,6 +531,6 @@ def accounts_frame(accounts: list[FileAccount]) -> pl.DataFrame:
         [a.__dict__ for a in accounts],
         schema={
             "landing_date": pl.Date, "file": pl.String, "lines_read": pl.Int64,
-            "accepted": pl.Int64, "duplicates": pl.Int64, "rejected": pl.Int64,
+            "accepted": pl.Int64, "duplicates": pl.Int64, "rejected": pl.Int64, "file_rejection": pl.String,
         },
     )

@@ -32,9 +32,10 @@ def test_generate_then_run_builds_the_warehouse(tmp_path):
     assert ran.returncode == 0, ran.stderr
     assert f"run: [3/3] {YESTERDAY} done" in ran.stderr
     summary = ran.stdout.splitlines()
-    assert summary[0].split() == ["day", "files", "read", "accepted", "duplicates", "rejected"]
+    assert summary[0].split() == ["day", "files", "read", "accepted", "duplicates", "rejected", "unreadable"]
     for line in summary[1:4]:
-        day, files, read, accepted, duplicates, rejected = line.replace(",", "").split()
+        day, files, read, accepted, duplicates, rejected, unreadable = line.replace(",", "").split()
+        assert unreadable == "0"
         assert int(read) == int(accepted) + int(duplicates) + int(rejected) > 0
     analyst = duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb"), read_only=True)
     try:

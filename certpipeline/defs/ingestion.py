@@ -4,6 +4,7 @@
 import datetime as dt
 
 import dagster as dg
+import polars as pl
 
 from certpipeline import pipeline
 from certpipeline.defs.metadata import frame_metadata
@@ -22,10 +23,13 @@ def raw_events(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
     day = dt.date.fromisoformat(context.partition_key)
     with warehouse.work() as con:
         accounts = pipeline.ingest_landing_day(con, warehouse.paths, day)
-    totals = accounts.select("lines_read", "accepted", "duplicates", "rejected").sum().row(0, named=True)
+    totals = accounts.select(
+        "lines_read", "accepted", "duplicates", "rejected", unreadable_files=pl.col("file_rejection").count()
+    ).sum().row(0, named=True)
     context.log.info(
         f"{day}: {len(accounts)} files, {totals['lines_read']} lines read, {totals['accepted']} accepted, "
-        f"{totals['duplicates']} duplicates, {totals['rejected']} rejected"
+        f"{totals['duplicates']} duplicates, {totals['rejected']} rejected, "
+        f"{totals['unreadable_files']} files unreadable"
     )
     return dg.MaterializeResult(
         metadata={**frame_metadata(accounts), "files": len(accounts), **{k: int(v or 0) for k, v in totals.items()}}
