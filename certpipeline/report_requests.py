@@ -11,10 +11,12 @@ lifecycle over a ``Warehouse`` for the CLI, the HTTP API and Dagster.
   filters, mandatory password, an identical request still waiting) against
   the published warehouse, and stores nothing when it refuses.
 - A processing pass claims waiting requests (Submitted, or Pending whose
-  lease ran out: left behind by a crash) and marks them Pending with one more
-  attempt. Production re-checks rights against the working database; a refusal
-  then is a permanent Failure. Any other error leaves the request Pending for
-  the next pass, three attempts in all, then Failure with the last error.
+  lease ran out: left behind by a crash) and marks them Pending. Production
+  re-checks rights against the working database; a refusal then is a
+  permanent Failure. Any other error leaves the request Pending for the next
+  pass, three attempts in all, then Failure with the last error. An attempt
+  counts when its production ends (a file or an error): a claim whose process
+  was killed before that spends none.
 - Production is serialized by the work lock and skips a request that is no
   longer Pending, so a request is produced at most once even when a sensor run
   and ``process-requests`` both picked it up.
@@ -352,7 +354,7 @@ def claim_waiting(
     lease: dt.timedelta = DEFAULT_LEASE,
     include_leased: bool = False,
 ) -> list[tuple[str, int]]:
-    """Mark waiting requests Pending with one more attempt; returns (id, attempt).
+    """Mark waiting requests Pending; returns (id, attempts so far), oldest first.
 
     Waiting: Submitted, or Pending whose lease ran out (a crashed or failed
     attempt). ``include_leased`` also takes Pending requests still on lease:
@@ -362,7 +364,7 @@ def claim_waiting(
     rows = con.execute(
         """
         UPDATE ops.report_requests
-        SET status = 'Pending', attempts = attempts + 1, lease_expires_at = $lease_end
+        SET status = 'Pending', lease_expires_at = $lease_end
         WHERE status = 'Submitted'
            OR (status = 'Pending' AND ($include_leased OR lease_expires_at IS NULL OR lease_expires_at <= $now))
         RETURNING request_id, attempts, requested_at
@@ -375,15 +377,18 @@ def claim_waiting(
 def mark_success(con, request_id: str, report_file: ReportFile, now: dt.datetime | None = None) -> None:
     con.execute(
         "UPDATE ops.report_requests SET status = 'Success', status_reason = NULL, file_path = ?, row_count = ?, "
-        "completed_at = ?, lease_expires_at = NULL, password_ciphertext = NULL WHERE request_id = ?",
+        "completed_at = ?, lease_expires_at = NULL, password_ciphertext = NULL, attempts = attempts + 1 "
+        "WHERE request_id = ?",
         [str(report_file.path), report_file.row_count, now or _now(), request_id],
     )
 
 
 def mark_failed_attempt(con, request_id: str, reason: str, permanent: bool, now: dt.datetime | None = None) -> str:
-    """Record a failed attempt; returns the resulting status."""
+    """Record a failed attempt (it reached production and ended); returns the resulting status."""
     now = now or _now()
-    attempts = con.execute("SELECT attempts FROM ops.report_requests WHERE request_id = ?", [request_id]).fetchall()[0][0]
+    attempts = con.execute(
+        "UPDATE ops.report_requests SET attempts = attempts + 1 WHERE request_id = ? RETURNING attempts", [request_id]
+    ).fetchall()[0][0]
     if permanent or attempts >= MAX_ATTEMPTS:
         con.execute(
             "UPDATE ops.report_requests SET status = 'Failure', status_reason = ?, completed_at = ?, "

@@ -7,7 +7,8 @@ SQL are in ``report_requests``. Nothing here knows about Dagster or HTTP.
 
 - ``file`` seals the password at once, checks the request against the
   published warehouse, and stores it ``Submitted``.
-- ``claim`` marks waiting requests ``Pending`` (one more attempt each).
+- ``claim`` marks waiting requests ``Pending``; an attempt counts when its
+  production ends (a file or an error), so a killed pass spends none.
 - ``produce_batch`` produces claimed requests under the work lock, records
   each outcome, then publishes the request statuses to ``warehouse.duckdb``,
   whichever of the sensor's run or ``process-requests`` did it.
@@ -131,7 +132,7 @@ class RequestService:
     # -- claiming and producing ----------------------------------------------------
 
     def claim(self, include_leased: bool = False) -> list[tuple[str, int]]:
-        """Mark every waiting request Pending; returns (request id, attempt), oldest first.
+        """Mark every waiting request Pending; returns (request id, attempts so far), oldest first.
         ``include_leased`` also takes requests another pass holds (``process-requests``)."""
         with self._queue() as queue:
             return rq.claim_waiting(queue, now=self.warehouse.now(), include_leased=include_leased)

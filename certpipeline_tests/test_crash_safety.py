@@ -109,3 +109,51 @@ def test_request_killed_mid_production_is_finished_once_on_the_next_pass(tmp_pat
     assert len(files) == 1 and request_id in files[0], files
     again = cli(data_dir, "process-requests")
     assert again.stdout.strip() == "no waiting requests"
+
+
+def request_attempts(data_dir: Path, request_id: str) -> tuple:
+    con = duckdb.connect(str(data_dir / "pipeline" / "requests.duckdb"), read_only=True)
+    try:
+        return con.execute("SELECT status, attempts, status_reason FROM ops.report_requests WHERE request_id = ?",
+                           [request_id]).fetchall()[0]
+    finally:
+        con.close()
+
+
+@pytest.mark.slow
+def test_kills_spend_no_attempt_and_real_errors_still_get_three(tmp_path, landing_source):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    os.symlink(landing_source / "landing", data_dir / "landing")
+    assert run_days(data_dir).returncode == 0
+    analyst = duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True)
+    admin, batch = analyst.sql(
+        "SELECT (SELECT user_id FROM state.users WHERE platform_role = 'admin' AND status = 'active' ORDER BY 1 LIMIT 1),"
+        " (SELECT batch_id FROM reports.course_batch_dashboard ORDER BY total_enrollment DESC, batch_id LIMIT 1)"
+    ).fetchall()[0]
+    analyst.close()
+    filed = cli(data_dir, "request", "course_progress_exhaust", "--batch", batch, "--by", admin)
+    assert filed.returncode == 0, filed.stderr
+    request_id = filed.stdout.strip()
+    for _ in range(3):
+        crashed = cli(data_dir, "process-requests", crash_at="request.file_written")
+        assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+        assert request_attempts(data_dir, request_id) == ("Pending", 0, None)
+    # Now a real error on every pass: the report folder is a file.
+    folder = data_dir / "exhausts" / "course_progress_exhaust"
+    for produced in folder.iterdir():
+        produced.unlink()
+    folder.rmdir()
+    folder.write_text("in the way")
+    for attempt in (1, 2, 3):
+        passed = cli(data_dir, "process-requests")
+        assert passed.returncode == 0, passed.stderr
+        status, attempts, reason = request_attempts(data_dir, request_id)
+        assert attempts == attempt
+        if attempt < 3:
+            assert status == "Pending"
+            assert reason.startswith(f"attempt {attempt} of 3 failed, retried on the next pass: FileExistsError")
+        else:
+            assert status == "Failure"
+            assert reason.startswith("FileExistsError")
+    assert cli(data_dir, "process-requests").stdout.strip() == "no waiting requests"

@@ -105,7 +105,7 @@ def test_file_claim_produce_download_and_publish(service, clock, tmp_path):
     assert service.warehouse.vault.open(row["password_ciphertext"]) == PASSWORD
 
     clock.now = NOON + dt.timedelta(minutes=5)
-    assert service.claim() == [(request_id, 1)]
+    assert service.claim() == [(request_id, 0)]  # attempts so far: one counts when production ends
     assert service.claim() == []  # on lease
     [outcome] = service.produce_batch([request_id])
     zip_path = service.warehouse.paths.exhausts / "user_profile_exhaust" / f"batch_b-live_9c7b587a32-{request_id}.zip"

@@ -553,7 +553,7 @@ def test_submitted_pending_success_through_the_sensor_and_the_asset(world, insta
     assert claimed.run_key and request_id in claimed.run_key
     pending = request_row(world, request_id)
     assert pending["status"] == rq.PENDING
-    assert pending["attempts"] == 1
+    assert pending["attempts"] == 0  # an attempt counts once its production ends
     assert pending["lease_expires_at"] >= before_claim + rq.DEFAULT_LEASE
     assert pending["password_ciphertext"] is not None
     assert (pending["file_path"], pending["completed_at"]) == (None, None)
@@ -704,17 +704,17 @@ def test_request_left_pending_by_a_crash_is_produced_once_its_lease_expired(worl
     request_id = file(world, "question_set_report", MENTOR, batch=LIVE)
     crashed_at = dt.datetime.now(dt.timezone.utc)
     with world.requests() as queue:
-        assert rq.claim_waiting(queue, now=crashed_at) == [(request_id, 1)]
+        assert rq.claim_waiting(queue, now=crashed_at) == [(request_id, 0)]
     # ... and the process died before producing. While the lease runs, the sensor leaves it alone.
     assert evaluate_sensor(world, instance) is None
     with world.requests() as queue:
         assert rq.claim_waiting(queue, now=crashed_at + rq.DEFAULT_LEASE - dt.timedelta(seconds=1)) == []
         assert rq.claim_waiting(queue, now=crashed_at + rq.DEFAULT_LEASE + dt.timedelta(minutes=1)) == [
-            (request_id, 2)]
+            (request_id, 0)]  # the crashed claim spent no attempt
     instance.add_dynamic_partitions("report_requests", [request_id])
     assert materialize_request(world, instance, request_id).success
     row = request_row(world, request_id)
-    assert (row["status"], row["attempts"], row["row_count"]) == (rq.SUCCESS, 2, 3)
+    assert (row["status"], row["attempts"], row["row_count"]) == (rq.SUCCESS, 1, 3)
     assert len(exhaust_files(world)) == 1
 
 
@@ -722,7 +722,7 @@ def test_lease_expiry_is_picked_up_by_the_sensor(world, instance):
     request_id = file(world, "question_set_report", MENTOR, batch=LIVE)
     with world.requests() as queue:
         assert rq.claim_waiting(queue, now=dt.datetime.now(dt.timezone.utc) - 2 * rq.DEFAULT_LEASE) == [
-            (request_id, 1)]
+            (request_id, 0)]
     claimed = evaluate_sensor(world, instance)
     assert covered(instance, claimed) == [request_id]
     assert run_claimed(world, instance, claimed).success
@@ -732,9 +732,9 @@ def test_lease_expiry_is_picked_up_by_the_sensor(world, instance):
 def test_process_requests_takes_a_leased_request_at_once_and_it_is_produced_once(world, instance):
     request_id = file(world, "course_progress_exhaust", CREATOR, batch=LIVE)
     with world.requests() as queue:
-        assert rq.claim_waiting(queue) == [(request_id, 1)]
+        assert rq.claim_waiting(queue) == [(request_id, 0)]
         assert rq.claim_waiting(queue) == []  # still on lease
-        assert rq.claim_waiting(queue, include_leased=True) == [(request_id, 2)]
+        assert rq.claim_waiting(queue, include_leased=True) == [(request_id, 0)]
     instance.add_dynamic_partitions("report_requests", [request_id])
     # Both the sensor's run and process-requests' run got it: the second finds it done.
     assert materialize_request(world, instance, request_id).success
@@ -745,7 +745,7 @@ def test_process_requests_takes_a_leased_request_at_once_and_it_is_produced_once
     mtime = files[0].stat().st_mtime_ns
     assert produce_request(world, request_id).skipped is True
     assert files[0].stat().st_mtime_ns == mtime
-    assert request_row(world, request_id)["attempts"] == 2
+    assert request_row(world, request_id)["attempts"] == 1  # produced once
 
 
 def test_unknown_request_id_is_skipped(world):
@@ -767,13 +767,13 @@ def test_listing_shows_the_ten_newest_of_a_batch_newest_first(world):
         filed.append(request_id)
         # Processed before the next identical one may be filed.
         with world.requests() as queue:
-            assert rq.claim_waiting(queue) == [(request_id, 1)]
+            assert rq.claim_waiting(queue) == [(request_id, 0)]
         assert produce_request(world, request_id).status == rq.SUCCESS
         if number == 5:  # another batch's request, in between
             other = file(world, "course_progress_exhaust", CREATOR, batch=EXPIRED,
                          now=base + dt.timedelta(minutes=number, seconds=30))
             with world.requests() as queue:
-                assert rq.claim_waiting(queue) == [(other, 1)]
+                assert rq.claim_waiting(queue) == [(other, 0)]
             assert produce_request(world, other).status == rq.SUCCESS
     with world.requests() as queue:
         listed = rq.list_requests(queue, "batch", LIVE)

@@ -8,6 +8,7 @@ the whole batch instead of once per request, and 1,000 requests cost one run,
 not 1,000.
 """
 
+import datetime as dt
 import warnings
 from dataclasses import dataclass
 
@@ -83,6 +84,7 @@ def claim_batch(warehouse: WarehouseResource, known_partitions: list[str],
     New partitions are appended after ``known_partitions`` in claim order, so
     the range from the earliest claimed partition to the last new one covers
     the batch (and perhaps finished requests in between, which are skipped)."""
+    claimed_at = dt.datetime.now(dt.timezone.utc)
     attempts = RequestService(warehouse.get_warehouse()).claim(include_leased=include_leased)
     claimed = [request_id for request_id, _ in attempts]
     if not claimed:
@@ -91,9 +93,9 @@ def claim_batch(warehouse: WarehouseResource, known_partitions: list[str],
     new = [key for key in claimed if key not in position]
     ordered = sorted((key for key in claimed if key in position), key=position.__getitem__) + new
     run_request = dg.RunRequest(
-        # Unique per pass: each claim is a new attempt of its requests. The daemon
-        # launches a sensor's run key once, so a retry must not reuse the last key.
-        run_key=f"{ordered[0]}..{ordered[-1]}:{len(claimed)}:{claimed[0]}:{attempts[0][1]}",
+        # Unique per pass (the claim time): the daemon launches a sensor's run
+        # key once, so a retry must not reuse the last key.
+        run_key=f"{ordered[0]}..{ordered[-1]}:{len(claimed)}:{claimed[0]}:{claimed_at.isoformat()}",
         tags={RANGE_START_TAG: ordered[0], RANGE_END_TAG: ordered[-1], "certpipeline/requests": str(len(claimed))},
     )
     return ClaimedBatch(claimed, new, run_request)
