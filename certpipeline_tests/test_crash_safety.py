@@ -81,9 +81,9 @@ def test_killed_run_then_rerun_equals_a_clean_run(tmp_path, landing_source, clea
     assert not list(data_dir.glob(".warehouse.*.tmp"))
 
 
-@pytest.mark.slow
-def test_request_killed_mid_production_is_finished_once_on_the_next_pass(tmp_path, landing_source):
-    data_dir = tmp_path / "data"
+def run_and_file_a_request(data_dir: Path, landing_source: Path) -> tuple[str, str]:
+    """Run the days, then file a course_progress_exhaust of the largest batch as
+    an admin; returns (batch, request id)."""
     data_dir.mkdir()
     os.symlink(landing_source / "landing", data_dir / "landing")
     assert run_days(data_dir).returncode == 0
@@ -96,6 +96,13 @@ def test_request_killed_mid_production_is_finished_once_on_the_next_pass(tmp_pat
     filed = cli(data_dir, "request", "course_progress_exhaust", "--batch", batch, "--by", admin)
     assert filed.returncode == 0, filed.stderr
     request_id = filed.stdout.strip()
+    return batch, request_id
+
+
+@pytest.mark.slow
+def test_request_killed_mid_production_is_finished_once_on_the_next_pass(tmp_path, landing_source):
+    data_dir = tmp_path / "data"
+    batch, request_id = run_and_file_a_request(data_dir, landing_source)
 
     crashed = cli(data_dir, "process-requests", crash_at="request.file_written")
     assert crashed.returncode == -signal.SIGKILL
@@ -123,18 +130,7 @@ def request_attempts(data_dir: Path, request_id: str) -> tuple:
 @pytest.mark.slow
 def test_kills_spend_no_attempt_and_real_errors_still_get_three(tmp_path, landing_source):
     data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    os.symlink(landing_source / "landing", data_dir / "landing")
-    assert run_days(data_dir).returncode == 0
-    analyst = duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True)
-    admin, batch = analyst.sql(
-        "SELECT (SELECT user_id FROM state.users WHERE platform_role = 'admin' AND status = 'active' ORDER BY 1 LIMIT 1),"
-        " (SELECT batch_id FROM reports.course_batch_dashboard ORDER BY total_enrollment DESC, batch_id LIMIT 1)"
-    ).fetchall()[0]
-    analyst.close()
-    filed = cli(data_dir, "request", "course_progress_exhaust", "--batch", batch, "--by", admin)
-    assert filed.returncode == 0, filed.stderr
-    request_id = filed.stdout.strip()
+    batch, request_id = run_and_file_a_request(data_dir, landing_source)
     for _ in range(3):
         crashed = cli(data_dir, "process-requests", crash_at="request.file_written")
         assert crashed.returncode == -signal.SIGKILL, crashed.stderr
