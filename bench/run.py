@@ -176,7 +176,6 @@ def step_exhaust_setup(params: dict) -> dict:
     import polars as pl
 
     from certpipeline import report_requests as rq
-    from certpipeline.password_vault import PasswordVault
     from certpipeline.state import CATALOG_ENTITIES, load_state
 
     warehouse = _warehouse(params["data_dir"])
@@ -190,7 +189,7 @@ def step_exhaust_setup(params: dict) -> dict:
     else:
         requester = admins.sort("user_id")["user_id"][0]
     spec = rq.RequestSpec(report_type="course_progress_exhaust", requested_by=requester, batch=batch_id)
-    ciphertext = PasswordVault(warehouse.paths.pipeline / "secret.key").seal(EXHAUST_PASSWORD)
+    ciphertext = warehouse.get_warehouse().vault.seal(EXHAUST_PASSWORD)
     with warehouse.requests() as queue:
         request_id = rq.file_request(queue, state, spec, ciphertext)
         claimed = rq.claim_waiting(queue)

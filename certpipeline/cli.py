@@ -122,20 +122,22 @@ def dagster_instance():
     ``<data dir>/dagster_home`` so the UI and the CLI share run history."""
     import dagster as dg
 
-    from certpipeline.warehouse import data_dir_from_env, exclusive_lock
+    from certpipeline.warehouse import PRIVATE_FILE_MODE, data_dir_from_env, exclusive_lock, private_directory
 
     home = os.environ.get("DAGSTER_HOME")
     if not home:
         home = str(data_dir_from_env() / "dagster_home")
         os.environ["DAGSTER_HOME"] = home
-    Path(home).mkdir(parents=True, exist_ok=True)
+    private_directory(Path(home))
     # Two commands starting together on a fresh home would both create
     # Dagster's SQLite storage (which the instance does when it is built) and
     # one would fail with "table alembic_version already exists".
     with exclusive_lock(Path(home) / ".instance.lock"):
         config = Path(home) / "dagster.yaml"
         if not config.exists():
-            config.write_text(DAGSTER_YAML)
+            descriptor = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(DAGSTER_YAML)
         return dg.DagsterInstance.get()
 
 
@@ -396,6 +398,11 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    from certpipeline.warehouse import owner_only_from_now_on
+
+    # Stores hold names and emails; Dagster's run storage, DuckDB's WAL and
+    # spill files, exhausts and landing files written by `generate` included.
+    owner_only_from_now_on()
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)

@@ -17,7 +17,7 @@ import duckdb
 import polars as pl
 
 from certpipeline import ingestion, report_requests, state
-from certpipeline.password_vault import PasswordVault
+from certpipeline.password_vault import PasswordVault, default_key_file
 from certpipeline.reports import tables
 from certpipeline.warehouse import LOCK_TIMEOUT_SECONDS, DataPaths, connect_locked, publish, publish_requests
 
@@ -59,6 +59,9 @@ class Warehouse:
     duckdb_memory_limit: str | None = DEFAULT_MEMORY_LIMIT
     retention_days: int = DEFAULT_RETENTION_DAYS
     clock: Callable[[], dt.datetime] = utc_now
+    # The key that seals report passwords, kept outside the data directory;
+    # None: CERTPIPELINE_SECRET_KEY_FILE, else ~/.config/certpipeline/secret.key.
+    secret_key_file: Path | None = None
 
     @property
     def paths(self) -> DataPaths:
@@ -72,11 +75,12 @@ class Warehouse:
 
     @property
     def vault(self) -> PasswordVault:
-        return PasswordVault(self.paths.pipeline / "secret.key")
+        return PasswordVault(self.secret_key_file or default_key_file(),
+                             legacy_key_file=self.paths.pipeline / "secret.key")
 
     @contextmanager
     def work(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        self.paths.pipeline.mkdir(parents=True, exist_ok=True)
+        self.paths.make_private()
         with connect_locked(
             self.paths.work_db, "work.lock", self.lock_timeout_seconds, self.duckdb_memory_limit
         ) as con:
@@ -85,7 +89,7 @@ class Warehouse:
 
     @contextmanager
     def requests(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        self.paths.pipeline.mkdir(parents=True, exist_ok=True)
+        self.paths.make_private()
         with connect_locked(self.paths.requests_db, "requests.lock", self.lock_timeout_seconds) as con:
             prepare_requests_database(con)
             yield con

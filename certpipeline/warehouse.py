@@ -13,6 +13,11 @@ the pipeline never writes the file analysts open:
   copy: written under a temporary name and swapped in with ``os.replace`` at
   the end of each run, so a reader always sees a complete run and never blocks
   the pipeline (a reader keeps the old inode until it reconnects).
+
+Everything the pipeline creates is its owner's only: the data directory and
+its folders 0700, every store 0600 (names and emails live in them). The
+process's umask is set to 077 so that files DuckDB and Dagster create (WAL,
+spill, run storage) are too, and existing stores are tightened when opened.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ import duckdb
 
 from certpipeline.faults import crash_point
 
+PRIVATE_DIRECTORY_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = REPOSITORY_ROOT / "data"
 LOCK_TIMEOUT_SECONDS = 6 * 3600.0
@@ -73,6 +80,31 @@ class DataPaths:
 
     def landing_day(self, day) -> Path:
         return self.landing / f"date={day.isoformat()}"
+
+    def stores(self) -> list[Path]:
+        """The database files, with their write-ahead logs."""
+        databases = (self.work_db, self.requests_db, self.warehouse)
+        return [path for db in databases for path in (db, db.with_name(db.name + ".wal"))]
+
+    def make_private(self) -> None:
+        """Create the data directory owner-only, and tighten what exists of it."""
+        owner_only_from_now_on()
+        for directory in (self.root, self.pipeline, self.exhausts):
+            private_directory(directory)
+        for store in self.stores():
+            if store.exists():
+                os.chmod(store, PRIVATE_FILE_MODE)
+
+
+def owner_only_from_now_on() -> None:
+    """Files and folders this process creates from now on are its owner's only."""
+    os.umask(0o077)
+
+
+def private_directory(path: Path) -> Path:
+    path.mkdir(mode=PRIVATE_DIRECTORY_MODE, parents=True, exist_ok=True)
+    os.chmod(path, PRIVATE_DIRECTORY_MODE)
+    return path
 
 
 @contextmanager
@@ -173,6 +205,7 @@ def _swap_in(paths: DataPaths, source: Path, edit) -> Path:
     finally:
         copy.close()
     with open(staging, "rb") as handle:
+        os.fchmod(handle.fileno(), PRIVATE_FILE_MODE)
         os.fsync(handle.fileno())
     crash_point("publish.copied")
     os.replace(staging, paths.warehouse)

@@ -94,6 +94,16 @@ def _iso(day) -> str:
     return day if isinstance(day, str) else day.isoformat()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def secret_key_file(tmp_path_factory) -> Iterator[Path]:
+    """The password key of the tests (and the CLI they start): in a folder of
+    its own, never the home directory of whoever runs them."""
+    path = tmp_path_factory.mktemp("config") / "certpipeline" / "secret.key"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CERTPIPELINE_SECRET_KEY_FILE", str(path))
+        yield path
+
+
 @pytest.fixture
 def data_dir(tmp_path) -> Path:
     path = tmp_path / "data"
@@ -136,6 +146,19 @@ def published(warehouse: WarehouseResource, sql: str, params=None) -> list[tuple
     con = duckdb.connect(str(warehouse.paths.warehouse), read_only=True)
     try:
         return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def admin_and_largest_batch(warehouse_path: Path) -> tuple[str, str]:
+    """An active platform admin and the largest batch of a published warehouse (generated data)."""
+    con = duckdb.connect(str(warehouse_path), read_only=True)
+    try:
+        return con.sql(
+            "SELECT (SELECT user_id FROM state.users WHERE platform_role = 'admin' AND status = 'active' "
+            "ORDER BY 1 LIMIT 1), (SELECT batch_id FROM reports.course_batch_dashboard "
+            "ORDER BY total_enrollment DESC, batch_id LIMIT 1)"
+        ).fetchall()[0]
     finally:
         con.close()
 

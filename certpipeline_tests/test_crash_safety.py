@@ -13,6 +13,7 @@ import pytest
 
 from certpipeline.faults import POINTS
 from certpipeline.generate import generate_landing
+from certpipeline_tests.conftest import admin_and_largest_batch
 
 LAST_DAY = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
 DAYS = [LAST_DAY - dt.timedelta(days=1), LAST_DAY]
@@ -87,12 +88,7 @@ def run_and_file_a_request(data_dir: Path, landing_source: Path) -> tuple[str, s
     data_dir.mkdir()
     os.symlink(landing_source / "landing", data_dir / "landing")
     assert run_days(data_dir).returncode == 0
-    analyst = duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True)
-    admin, batch = analyst.sql(
-        "SELECT (SELECT user_id FROM state.users WHERE platform_role = 'admin' AND status = 'active' ORDER BY 1 LIMIT 1),"
-        " (SELECT batch_id FROM reports.course_batch_dashboard ORDER BY total_enrollment DESC, batch_id LIMIT 1)"
-    ).fetchall()[0]
-    analyst.close()
+    admin, batch = admin_and_largest_batch(data_dir / "warehouse.duckdb")
     filed = cli(data_dir, "request", "course_progress_exhaust", "--batch", batch, "--by", admin)
     assert filed.returncode == 0, filed.stderr
     request_id = filed.stdout.strip()

@@ -35,7 +35,6 @@ from certpipeline.defs.requests import (
     report_request_sensor,
 )
 from certpipeline.defs.resources import WarehouseResource
-from certpipeline.password_vault import PasswordVault
 from certpipeline.request_service import Outcome, RequestService
 from certpipeline.state import load_state
 from certpipeline_tests.conftest import Landing, published, run_nightly
@@ -183,7 +182,7 @@ def world(built_world, data_dir) -> WarehouseResource:
 
 
 def seal(warehouse: WarehouseResource, password: str = PASSWORD) -> bytes:
-    return PasswordVault(warehouse.paths.pipeline / "secret.key").seal(password)
+    return warehouse.get_warehouse().vault.seal(password)
 
 
 def file(warehouse: WarehouseResource, report_type: str, by: str, password: str | None = None,
@@ -1079,8 +1078,10 @@ def test_password_is_never_stored_or_logged_in_plain_text(world, tmp_path, monke
     # The waiting request holds only a ciphertext, which the vault opens.
     ciphertext = request_row(world, waiting)["password_ciphertext"]
     assert PASSWORD.encode() not in ciphertext
-    assert PasswordVault(world.paths.pipeline / "secret.key").open(ciphertext) == PASSWORD
-    assert (world.paths.pipeline / "secret.key").stat().st_mode & 0o777 == 0o600
+    vault = world.get_warehouse().vault
+    assert vault.open(ciphertext) == PASSWORD
+    assert vault.key_file.stat().st_mode & 0o777 == 0o600
+    assert not vault.key_file.is_relative_to(world.paths.root)  # not beside the ciphertexts
 
     data_dir = Path(world.data_dir)
     scanned = [p for p in data_dir.rglob("*") if p.is_file()] + [p for p in dagster_home.rglob("*") if p.is_file()]

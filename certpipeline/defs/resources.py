@@ -36,6 +36,9 @@ class WarehouseResource(dg.ConfigurableResource):
     duckdb_memory_limit: str = DEFAULT_MEMORY_LIMIT
     # Days a report file is kept before it is deleted and its request Expired.
     retention_days: int = DEFAULT_RETENTION_DAYS
+    # The key that seals report passwords; kept outside the data directory.
+    # Empty: CERTPIPELINE_SECRET_KEY_FILE, else ~/.config/certpipeline/secret.key.
+    secret_key_file: str = ""
 
     @classmethod
     def from_environment(cls) -> "WarehouseResource":
@@ -50,7 +53,8 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def get_warehouse(self) -> Warehouse:
         return Warehouse(pipeline.resolve_dir(self.data_dir), self.lock_timeout_seconds, self.duckdb_memory_limit,
-                         self.retention_days)
+                         self.retention_days,
+                         secret_key_file=pipeline.resolve_dir(self.secret_key_file) if self.secret_key_file else None)
 
     # Shorthands for the assets, which each need one of these.
     @property
