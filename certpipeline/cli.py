@@ -7,6 +7,7 @@ refusal or a bad argument prints one line to standard error and exits 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import sys
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 EXIT_REFUSED = 1
+EXIT_FAILED = 2
 
 
 class CliError(Exception):
@@ -153,7 +155,27 @@ run_queue:
       limit: 1
 """
 
-QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Dagster's console logger would print a step failure with its traceback; the
+# CLI says what failed in one line (the run in the UI keeps the details).
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+@contextlib.contextmanager
+def _runs_quietly():
+    """Standard error of a Dagster run goes nowhere: the console logger is
+    already quiet, and this silences what else writes there (the compute-log
+    `tail` processes complain when DAGSTER_HOME vanishes). The CLI reports the
+    outcome in one line; the run in the UI keeps the details."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _progress(message: str) -> None:
@@ -226,12 +248,16 @@ def cmd_run(args) -> int:
     for number, day in enumerate(days, start=1):
         _progress(f"run: [{number}/{len(days)}] {day} ...")
         day_started = time.monotonic()
-        result = job.execute_in_process(
-            partition_key=day.isoformat(), instance=instance, raise_on_error=False, run_config=QUIET_RUN_CONFIG
-        )
+        try:
+            with _runs_quietly():
+                result = job.execute_in_process(
+                    partition_key=day.isoformat(), instance=instance, raise_on_error=False, run_config=QUIET_RUN_CONFIG
+                )
+        except Exception as error:  # noqa: BLE001 - Dagster's own storage failed, not a step
+            raise CliError(f"certpipeline run: {day} failed: {_dagster_failure(error)}") from None
         if not result.success:
             reason = _failure_reason(result)
-            raise CliError(f"certpipeline run: {day} failed (run {result.run_id}): {reason}")
+            raise CliError(f"certpipeline run: {day} failed (run {result.run_id}): {reason}{_hint(reason)}")
         _progress(f"run: [{number}/{len(days)}] {day} done in {time.monotonic() - day_started:.1f}s")
     with warehouse.work() as con:
         accounts = [account for day in days for account in file_accounts(con, day)]
@@ -250,6 +276,26 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _hint(reason: str) -> str:
+    if "No space left on device" in reason:
+        return "; free space on the data directory's disk and run the same command again"
+    return "; see `certpipeline doctor`"
+
+
+def _dagster_failure(error: BaseException) -> str:
+    home = os.environ.get("DAGSTER_HOME", "")
+    if home and not Path(home).is_dir():
+        return (f"Dagster's home {home} is gone ({_one_line(error)}); "
+                "run the same command again to recreate it (run history before it is lost)")
+    reason = _one_line(error)
+    return f"Dagster could not record the run ({reason}){_hint(reason)}"
+
+
 def _failure_reason(result) -> str:
     """The innermost error of the first failed step, on one line."""
     failure = next((e for e in result.all_events if e.is_step_failure), None)
@@ -262,15 +308,21 @@ def _failure_reason(result) -> str:
 
 
 def _read_password(args) -> str | None:
+    """The first line of standard input or of the password file, as UTF-8."""
     if args.password_stdin:
-        text = sys.stdin.readline()
+        raw = sys.stdin.buffer.readline()
     elif args.password_file:
         try:
-            text = args.password_file.read_text(encoding="utf-8").splitlines()[0] if args.password_file.stat().st_size else ""
+            with open(args.password_file, "rb") as handle:
+                raw = handle.readline()
         except OSError as error:
             raise CliError(f"certpipeline request: cannot read the password file: {error.strerror}") from None
     else:
         return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CliError("certpipeline request: the password is not valid UTF-8") from None
     password = text.rstrip("\r\n")
     if not password:
         raise CliError("certpipeline request: the password is empty")
@@ -316,6 +368,24 @@ def cmd_requests(args) -> int:
     return 0
 
 
+def _publication_failed(warehouse, reason: str) -> str:
+    return (f"certpipeline process-requests: the requests are done but publishing {warehouse.paths.warehouse} "
+            f"failed ({reason}){_hint(reason)}; the next pass publishes it again")
+
+
+def _publish_request_statuses(warehouse) -> None:
+    """What the last pass could not publish (a full disk), under the work lock."""
+    import duckdb
+
+    from certpipeline import pipeline
+
+    try:
+        with warehouse.work() as con:
+            pipeline.publish_request_statuses(con, warehouse.paths)
+    except (OSError, duckdb.Error) as error:
+        raise CliError(_publication_failed(warehouse, _one_line(error))) from None
+
+
 def cmd_process_requests(args) -> int:
     """Claims like the sensor (and requests still on lease), then runs the same
     job in process; the asset produces through the request service and
@@ -328,17 +398,28 @@ def cmd_process_requests(args) -> int:
     instance = dagster_instance()
     batch = claim_batch(warehouse, instance.get_dynamic_partitions(request_partitions.name), include_leased=True)
     if batch.run_request is None:
-        print("no waiting requests")
+        if warehouse.paths.publication_pending.exists():
+            _publish_request_statuses(warehouse)
+            print("no waiting requests; published the warehouse the last pass could not")
+        else:
+            print("no waiting requests")
         return 0
     instance.add_dynamic_partitions(request_partitions.name, batch.new_partitions)
     _progress(f"process-requests: producing {len(batch.claimed)} request(s)")
-    result = defs.resolve_job_def("report_request_job").execute_in_process(
-        instance=instance, raise_on_error=False, run_config=QUIET_RUN_CONFIG, tags=batch.run_request.tags
-    )
+    try:
+        with _runs_quietly():
+            result = defs.resolve_job_def("report_request_job").execute_in_process(
+                instance=instance, raise_on_error=False, run_config=QUIET_RUN_CONFIG, tags=batch.run_request.tags
+            )
+    except Exception as error:  # noqa: BLE001 - Dagster's own storage failed, not a step
+        raise CliError(f"certpipeline process-requests: {_dagster_failure(error)}") from None
     service = _service()
     for request_id in batch.claimed:
         row = service.get(request_id)
         print(f"{request_id}  {row['status']:<8}  {row['file_path'] or row['status_reason'] or ''}")
+    if warehouse.paths.publication_pending.exists():
+        reason = _failure_reason(result)
+        raise CliError(_publication_failed(warehouse, reason))
     if not result.success:
         _progress(f"process-requests: some requests failed and will be retried: {_failure_reason(result)}")
     return 0
@@ -419,6 +500,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("certpipeline: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # noqa: BLE001 - contract section 7: one line, never a traceback
+        print(f"certpipeline: unexpected error: {_one_line(error)[:500]}; "
+              "run `certpipeline doctor` to check the stores", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

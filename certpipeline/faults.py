@@ -1,15 +1,19 @@
-"""Named crash points for the crash-safety tests.
+"""Named fault points for the crash-safety and failure tests.
 
 With ``CERTPIPELINE_CRASH_AT=<name>`` in its environment, a process kills
 itself with SIGKILL when it reaches that point: no cleanup, no rollback, the
-way a power cut or the OOM killer would end a nightly run. Unset (always, in
-production) it costs one dictionary lookup.
+way a power cut or the OOM killer would end a nightly run. With
+``CERTPIPELINE_DISK_FULL_AT=<name>`` it raises ``OSError(ENOSPC)`` there
+instead, the way a full disk fails a write. Unset (always, in production) each
+costs one dictionary lookup.
 """
 
+import errno
 import os
 import signal
 
 ENVIRONMENT_VARIABLE = "CERTPIPELINE_CRASH_AT"
+DISK_FULL_VARIABLE = "CERTPIPELINE_DISK_FULL_AT"
 
 # Every point, so a test can check it was reached (and none is misspelt).
 POINTS = (
@@ -26,3 +30,5 @@ def crash_point(name: str) -> None:
         raise ValueError(f"unknown crash point {name!r}")
     if os.environ.get(ENVIRONMENT_VARIABLE) == name:
         os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get(DISK_FULL_VARIABLE) == name:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

@@ -113,12 +113,19 @@ class RequestService:
         with self._published_lock:
             if self._published is not None and self._published[0] == key:
                 return self._published[1]
-        con = duckdb.connect(str(path), read_only=True)
         try:
-            con.execute("SET TimeZone = 'UTC'")
-            state = load_state(con, today, entities=CATALOG_ENTITIES)
-        finally:
-            con.close()
+            con = duckdb.connect(str(path), read_only=True)
+            try:
+                con.execute("SET TimeZone = 'UTC'")
+                state = load_state(con, today, entities=CATALOG_ENTITIES)
+            finally:
+                con.close()
+        except duckdb.Error as error:  # corrupt, empty, or not a warehouse
+            reason = " ".join(f"{type(error).__name__}: {error}".split())[:200]
+            raise NoWarehouseYet(
+                f"the published warehouse {path} cannot be read ({reason}); publish it again with "
+                "`certpipeline run --date <last day>` (see `certpipeline doctor`)"
+            ) from None
         with self._published_lock:
             self._published = (key, state)
         return state

@@ -78,6 +78,12 @@ class DataPaths:
     def requests_db(self) -> Path:
         return self.pipeline / "requests.duckdb"
 
+    @property
+    def publication_pending(self) -> Path:
+        """Present while a publication has started and not finished (a full
+        disk, a crash): the next ``process-requests`` publishes again."""
+        return self.pipeline / "publication.pending"
+
     def landing_day(self, day) -> Path:
         return self.landing / f"date={day.isoformat()}"
 
@@ -193,9 +199,23 @@ def _swap_in(paths: DataPaths, source: Path, edit) -> Path:
     then rename it over ``warehouse.duckdb``: readers see the old or the new."""
     # A crash between copy and rename leaves a staging file; the work lock
     # we hold means no other publication is under way, so any is stale.
-    for stale in paths.root.glob(".warehouse.*.duckdb.tmp"):
+    for stale in paths.root.glob(".warehouse.*.duckdb.tmp*"):  # with DuckDB's .wal
         stale.unlink(missing_ok=True)
+    paths.publication_pending.touch()
     staging = paths.warehouse.with_name(f".warehouse.{os.getpid()}.duckdb.tmp")
+    try:
+        _write_copy(source, staging, edit)
+        os.replace(staging, paths.warehouse)
+    except BaseException:
+        # A full disk mid-copy must not leave a partial copy taking the space.
+        for partial in (staging, staging.with_name(staging.name + ".wal")):
+            partial.unlink(missing_ok=True)
+        raise
+    paths.publication_pending.unlink(missing_ok=True)
+    return paths.warehouse
+
+
+def _write_copy(source: Path, staging: Path, edit) -> None:
     shutil.copyfile(source, staging)
     copy = duckdb.connect(str(staging))
     try:
@@ -208,5 +228,3 @@ def _swap_in(paths: DataPaths, source: Path, edit) -> Path:
         os.fchmod(handle.fileno(), PRIVATE_FILE_MODE)
         os.fsync(handle.fileno())
     crash_point("publish.copied")
-    os.replace(staging, paths.warehouse)
-    return paths.warehouse
