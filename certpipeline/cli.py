@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     token_commands.add_parser("create", help="create a token for client NAME and print it, once").add_argument("name", metavar="NAME")
     token_commands.add_parser("revoke", help="end client NAME's token").add_argument("name", metavar="NAME")
     token_commands.add_parser("list", help="every token's client, creation and revocation")
+    commands.add_parser("doctor", help="check every store and say what to do about each problem")
     return parser
 
 
@@ -119,17 +120,22 @@ def _warehouse():
     return defs.resources["warehouse"]
 
 
+def dagster_home() -> Path:
+    """``DAGSTER_HOME``, by default ``<data dir>/dagster_home``."""
+    from certpipeline.warehouse import data_dir_from_env
+
+    return Path(os.environ.get("DAGSTER_HOME") or data_dir_from_env() / "dagster_home")
+
+
 def dagster_instance():
     """The persistent Dagster instance: ``DAGSTER_HOME``, by default
     ``<data dir>/dagster_home`` so the UI and the CLI share run history."""
     import dagster as dg
 
-    from certpipeline.warehouse import PRIVATE_FILE_MODE, data_dir_from_env, exclusive_lock, private_directory
+    from certpipeline.warehouse import PRIVATE_FILE_MODE, exclusive_lock, private_directory
 
-    home = os.environ.get("DAGSTER_HOME")
-    if not home:
-        home = str(data_dir_from_env() / "dagster_home")
-        os.environ["DAGSTER_HOME"] = home
+    home = str(dagster_home())
+    os.environ["DAGSTER_HOME"] = home
     private_directory(Path(home))
     # Two commands starting together on a fresh home would both create
     # Dagster's SQLite storage (which the instance does when it is built) and
@@ -467,6 +473,20 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_doctor(args) -> int:
+    from certpipeline.doctor import diagnose
+
+    warehouse = _warehouse()
+    findings = diagnose(warehouse.paths, warehouse.get_warehouse().vault, dagster_home())
+    for finding in findings:
+        print(finding.line())
+    problems = [f for f in findings if not f.ok]
+    if problems:
+        print(f"{len(problems)} problem(s)", file=sys.stderr)
+        return EXIT_REFUSED
+    return 0
+
+
 COMMANDS = {
     "generate": cmd_generate,
     "run": cmd_run,
@@ -475,6 +495,7 @@ COMMANDS = {
     "process-requests": cmd_process_requests,
     "serve": cmd_serve,
     "tokens": cmd_tokens,
+    "doctor": cmd_doctor,
 }
 
 
