@@ -132,6 +132,7 @@ def dagster_instance():
     ``<data dir>/dagster_home`` so the UI and the CLI share run history."""
     import dagster as dg
 
+    from certpipeline.run_recovery import fail_abandoned_runs
     from certpipeline.warehouse import PRIVATE_FILE_MODE, exclusive_lock, private_directory
 
     home = str(dagster_home())
@@ -146,20 +147,44 @@ def dagster_instance():
             descriptor = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
             with os.fdopen(descriptor, "w") as handle:
                 handle.write(DAGSTER_YAML)
-        return dg.DagsterInstance.get()
+        elif config.read_text() in PREVIOUS_DAGSTER_YAMLS:
+            config.write_text(DAGSTER_YAML)
+        instance = dg.DagsterInstance.get()
+        # Without a daemon nobody else would release a run an earlier, killed
+        # command left STARTED holding the pool slot.
+        for abandoned in fail_abandoned_runs(instance):
+            _progress(f"certpipeline: run {abandoned.run_id} of {abandoned.job_name} was abandoned "
+                      f"(process {abandoned.pid} is gone); marked failed")
+        return instance
 
 
-# Runs that write the working database queue in Dagster (visible in the UI)
-# rather than wait on its file lock, which stays the guarantee either way.
+# Steps that write the working database take the one slot of the duckdb_work
+# pool (pools without a configured limit get default_limit), whoever launched
+# the run; the file lock stays the guarantee underneath. Run monitoring fails
+# runs stuck starting or canceling and frees the slots of finished runs; the
+# abandoned_run_sensor (and the CLI) fail runs whose process was killed.
 DAGSTER_YAML = """\
 telemetry:
   enabled: false
-run_queue:
-  max_concurrent_runs: 4
-  tag_concurrency_limits:
-    - key: certpipeline/warehouse
-      limit: 1
+concurrency:
+  runs:
+    max_concurrent_runs: 4
+  pools:
+    default_limit: 1
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 180
+  cancel_timeout_seconds: 180
+  poll_interval_seconds: 30
+  free_slots_after_run_end_seconds: 5
 """
+
+# What earlier versions wrote; replaced, since their run-tag limit never
+# released a run killed while STARTED.
+PREVIOUS_DAGSTER_YAMLS = (
+    "telemetry:\n  enabled: false\nrun_queue:\n  max_concurrent_runs: 4\n  tag_concurrency_limits:\n"
+    "    - key: certpipeline/warehouse\n      limit: 1\n",
+)
 
 # Dagster's console logger would print a step failure with its traceback; the
 # CLI says what failed in one line (the run in the UI keeps the details).

@@ -5,6 +5,7 @@ import datetime as dt
 import os
 import signal
 import subprocess
+from collections import Counter
 import sys
 from pathlib import Path
 
@@ -32,6 +33,13 @@ def cli(data_dir: Path, *args, crash_at: str | None = None, stdin: str | None = 
 
 def run_days(data_dir: Path, crash_at: str | None = None) -> subprocess.CompletedProcess:
     return cli(data_dir, "run", "--from", DAYS[0].isoformat(), "--to", DAYS[-1].isoformat(), crash_at=crash_at)
+
+
+def run_statuses(data_dir: Path) -> dict[str, int]:
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(data_dir / "dagster_home")) as instance:
+        return dict(Counter(run.status.value for run in instance.get_runs()))
 
 
 def database_contents(path: Path) -> dict[str, list[tuple]]:
@@ -76,6 +84,11 @@ def test_killed_run_then_rerun_equals_a_clean_run(tmp_path, landing_source, clea
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     rerun = run_days(data_dir)
     assert rerun.returncode == 0, rerun.stderr
+    # The killed run held the duckdb_work pool slot; the rerun marked it failed
+    # and freed the slot instead of waiting on it for ever.
+    assert "was abandoned" in rerun.stderr and "marked failed" in rerun.stderr
+    statuses = run_statuses(data_dir)
+    assert statuses["FAILURE"] == 1 and set(statuses) == {"FAILURE", "SUCCESS"}, statuses
     assert database_contents(data_dir / "pipeline" / "work.duckdb") == database_contents(
         clean_run / "pipeline" / "work.duckdb")
     assert database_contents(data_dir / "warehouse.duckdb") == database_contents(clean_run / "warehouse.duckdb")

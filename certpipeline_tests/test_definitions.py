@@ -44,7 +44,7 @@ def test_definitions_snapshot():
         ("nightly_request_schedule", "30 2 * * *"),
         ("report_retention_job_schedule", "0 3 * * *"),
     ]
-    assert [s.name for s in repository.sensor_defs] == ["report_request_sensor"]
+    assert sorted(s.name for s in repository.sensor_defs) == ["abandoned_run_sensor", "report_request_sensor"]
 
 
 def test_nightly_schedule_targets_the_previous_day():

@@ -107,8 +107,8 @@ def test_webserver_loads_every_asset_schedule_and_sensor(tmp_path):
         ("nightly_request_schedule", "30 2 * * *", "RUNNING"),
         ("report_retention_job_schedule", "0 3 * * *", "RUNNING"),
     ]
-    assert [(s["name"], s["sensorState"]["status"]) for s in repository["sensors"]] == [
-        ("report_request_sensor", "RUNNING")
+    assert sorted((s["name"], s["sensorState"]["status"]) for s in repository["sensors"]) == [
+        ("abandoned_run_sensor", "RUNNING"), ("report_request_sensor", "RUNNING")
     ]
     assert {"nightly_job", "report_request_job", "report_retention_job"} <= {job["name"] for job in repository["jobs"]}
     assert server.returncode is not None

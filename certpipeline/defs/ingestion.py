@@ -9,11 +9,12 @@ import polars as pl
 from certpipeline import pipeline
 from certpipeline.defs.metadata import frame_metadata
 from certpipeline.defs.partitions import daily_partitions
-from certpipeline.defs.resources import WarehouseResource
+from certpipeline.defs.resources import WORK_POOL, WarehouseResource
 
 
 @dg.asset(
     partitions_def=daily_partitions,
+    pool=WORK_POOL,
     group_name="ingestion",
     kinds={"duckdb"},
     description="One landing day of raw events (raw.events) and the lines rejected with their reason "
@@ -39,6 +40,7 @@ def raw_events(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
 @dg.asset(
     partitions_def=daily_partitions,
     deps=[raw_events],
+    pool=WORK_POOL,
     check_specs=[
         dg.AssetCheckSpec(
             "references_resolve",

@@ -4,10 +4,9 @@ import dagster as dg
 nightly_job = dg.define_asset_job(
     "nightly_job",
     selection=dg.AssetSelection.groups("ingestion", "reports", "publication"),
-    # Every step writes the one DuckDB working file; steps in separate
-    # processes would only queue on its lock.
+    # Every step writes the one DuckDB working file (pool duckdb_work); steps
+    # in separate processes would only queue on it.
     executor_def=dg.in_process_executor,
-    tags={"certpipeline/warehouse": "work"},
     description="Ingest one landing day, refresh entity history, compute the report snapshots, publish.",
 )
 

@@ -11,7 +11,7 @@ from certpipeline import pipeline
 from certpipeline.defs.ingestion import entity_history
 from certpipeline.defs.metadata import frame_metadata
 from certpipeline.defs.partitions import daily_partitions
-from certpipeline.defs.resources import WarehouseResource
+from certpipeline.defs.resources import WORK_POOL, WarehouseResource
 from certpipeline.reports import checks
 from certpipeline.reports.tables import REPORT_BUILDERS
 
@@ -61,6 +61,7 @@ report_check_specs = [
     specs=_report_specs(),
     check_specs=report_check_specs,
     partitions_def=daily_partitions,
+    pool=WORK_POOL,
     name="certificate_reports",
     description="Computes every report table from one load of the state as of the partition day.",
 )
@@ -83,6 +84,7 @@ def certificate_reports(context: dg.AssetExecutionContext, warehouse: WarehouseR
 @dg.asset(
     partitions_def=daily_partitions,
     deps=[certificate_reports],
+    pool=WORK_POOL,
     group_name="publication",
     kinds={"duckdb"},
     description="warehouse.duckdb, swapped in atomically so analysts' read-only sessions always see a "

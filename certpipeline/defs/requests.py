@@ -17,7 +17,7 @@ import polars as pl
 
 from certpipeline.defs.metadata import frame_metadata
 from certpipeline.defs.partitions import request_partitions
-from certpipeline.defs.resources import WarehouseResource
+from certpipeline.defs.resources import WORK_POOL, WarehouseResource
 from certpipeline.request_service import Outcome, RequestService
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -31,6 +31,7 @@ with warnings.catch_warnings():
     one_run_per_batch = dg.asset(
         partitions_def=request_partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=WORK_POOL,
         group_name="requests",
         kinds={"csv"},
         description="The files of report requests (partition = request id), under exhausts/. "
@@ -65,7 +66,6 @@ report_job = dg.define_asset_job(
     "report_request_job",
     selection=[report_exhaust],
     executor_def=dg.in_process_executor,
-    tags={"certpipeline/warehouse": "work"},
     description="Produces the report requests of a range of request partitions.",
 )
 
@@ -130,6 +130,7 @@ def nightly_request_schedule(context: dg.ScheduleEvaluationContext, warehouse: W
 
 @dg.asset(
     group_name="requests",
+    pool=WORK_POOL,  # holds the work lock while it deletes, like a production
     description="Deletes report files older than CERTPIPELINE_RETENTION_DAYS (default 30); "
     "their requests stay in ops.report_requests, Expired, without a file path.",
 )
@@ -142,7 +143,6 @@ report_retention_job = dg.define_asset_job(
     "report_retention_job",
     selection=[report_retention],
     executor_def=dg.in_process_executor,
-    tags={"certpipeline/warehouse": "work"},
     description="Deletes report files past their retention period.",
 )
 

@@ -24,6 +24,13 @@ def _retention_days(text: str | None) -> int:
         raise SettingError(f"CERTPIPELINE_RETENTION_DAYS must be a whole number of days, at least 1, not {text!r}")
     return int(text)
 
+# The Dagster pool of every step that writes the working database: with the
+# instance's `concurrency: pools: default_limit: 1` one such step runs at a
+# time across all runs (UI backfills, schedules, sensors, the CLI), and a run
+# whose steps would only wait on the file lock stays queued instead. The file
+# lock held by ``work()`` stays the guarantee underneath.
+WORK_POOL = "duckdb_work"
+
 
 class WarehouseResource(dg.ConfigurableResource):
     """Configuration of the data directory; ``get_warehouse()`` builds the plain
