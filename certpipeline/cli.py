@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import json
 import os
 import sys
 import time
@@ -395,7 +396,8 @@ def cmd_requests(args) -> int:
     for row in listed:
         when = row["requested_at"].strftime("%Y-%m-%d %H:%M:%SZ")
         detail = row["file_path"] or row["status_reason"] or ""
-        print(f"{row['request_id']}  {row['status']:<9}  {row['report_type']:<28}  {row['scope']}  by {row['requested_by']}  {when}  {detail}")
+        print(f"{row['request_id']}  {row['status']:<9}  {row['report_type']:<28}  {row['scope']}  "
+              f"{_filters_text(row['filters'])}  by {row['requested_by']}  {when}  {detail}")
     return 0
 
 
@@ -415,6 +417,13 @@ def _publish_request_statuses(warehouse) -> None:
             pipeline.publish_request_statuses(con, warehouse.paths)
     except (OSError, duckdb.Error) as error:
         raise CliError(_publication_failed(warehouse, _one_line(error))) from None
+
+
+def _filters_text(filters_json: str) -> str:
+    """``no filters``, or ``filters custom.country=Japan, user_status=all``: two
+    requests of one scope differ by their filters, so the listing shows them."""
+    filters = json.loads(filters_json)
+    return "filters " + ", ".join(f"{key}={value}" for key, value in filters.items()) if filters else "no filters"
 
 
 def cmd_process_requests(args) -> int:

@@ -116,6 +116,10 @@ def build_report_snapshots(con: duckdb.DuckDBPyConnection, day: dt.date) -> dict
 
 
 def publish_warehouse(con: duckdb.DuckDBPyConnection, paths: DataPaths) -> Path:
+    # The request queue exists from the first run, so analysts find
+    # ops.report_requests (empty) before anyone has filed a request.
+    with connect_locked(paths.requests_db, "requests.lock", LOCK_TIMEOUT_SECONDS) as queue:
+        prepare_requests_database(queue)
     return publish(paths, con, report_requests.PUBLIC_COLUMNS)
 
 

@@ -1140,6 +1140,30 @@ def cli(env: dict, *args: str, stdin: str | None = None) -> subprocess.Completed
                           text=True, env=env, cwd=REPOSITORY, timeout=600)
 
 
+def test_published_warehouse_has_the_request_table_before_any_request(world):
+    """Failed before: ops.report_requests appeared only once a request had been filed."""
+    assert published(world, "SELECT count(*) FROM ops.report_requests") == [(0,)]
+    columns = published(world, "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'ops' "
+                               "AND table_name = 'report_requests' ORDER BY column_index")
+    assert [name for (name,) in columns] == [name.strip() for name in rq.PUBLIC_COLUMNS.split(",")]
+
+
+@pytest.mark.slow
+def test_cli_listing_shows_each_requests_filters(world, tmp_path):
+    """Failed before: two requests of one scope with different filters listed alike."""
+    plain = file(world, "path_certificate_learners", ADMIN, certificate=CERT_PATH)
+    filtered = file(world, "path_certificate_learners", ADMIN, certificate=CERT_PATH,
+                    filters=(("user_status", "all"), ("custom.state", "Goa")))
+    env = {**os.environ, "CERTPIPELINE_DATA_DIR": str(world.paths.root), "DAGSTER_HOME": str(tmp_path / "home")}
+    done = cli(env, "requests", "--certificate", CERT_PATH)
+    assert done.returncode == 0, done.stderr
+    scope = f"certificate={CERT_PATH}"
+    assert [line.split("  by ")[0].split() for line in done.stdout.splitlines()] == [
+        [filtered, rq.SUBMITTED, "path_certificate_learners", scope, "filters", "custom.state=Goa,", "user_status=all"],
+        [plain, rq.SUBMITTED, "path_certificate_learners", scope, "no", "filters"],
+    ]
+
+
 @pytest.mark.slow
 def test_cli_request_list_process_and_open(tmp_path):
     data = tmp_path / "data"
