@@ -80,6 +80,21 @@ class FileAccount:
     file_rejection: str | None = None
 
 
+def earliest_landing_day(paths: DataPaths) -> dt.date | None:
+    """The earliest ``date=YYYY-MM-DD`` landing folder present (others are ignored)."""
+    days = []
+    for folder in paths.landing.glob("date=*"):
+        try:
+            days.append(dt.date.fromisoformat(folder.name.removeprefix("date=")))
+        except ValueError:
+            continue
+    return min(days, default=None)
+
+
+def missing_landing_days(paths: DataPaths, days: list[dt.date]) -> list[dt.date]:
+    return [day for day in days if not paths.landing_day(day).is_dir()]
+
+
 # Limits on what one landing file may hold (README, "Rejections"). A line or a
 # file beyond them is one rejection with its reason; the rest of the day lands.
 MAX_LINE_BYTES = 8 * 1024 * 1024

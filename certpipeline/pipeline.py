@@ -100,6 +100,11 @@ def ingest_landing_day(con: duckdb.DuckDBPyConnection, paths: DataPaths, day: dt
     return ingestion.accounts_frame(ingestion.ingest_day(con, paths, day))
 
 
+def ingest_landing_days(con: duckdb.DuckDBPyConnection, paths: DataPaths, days: list[dt.date]) -> pl.DataFrame:
+    """Load each landing day into ``raw.*`` (each in its own transaction); their per-file accounting."""
+    return ingestion.accounts_frame([account for day in days for account in ingestion.ingest_day(con, paths, day)])
+
+
 def refresh_entity_history(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     return state.refresh_history(con)
 
@@ -113,6 +118,12 @@ def build_report_snapshots(con: duckdb.DuckDBPyConnection, day: dt.date) -> dict
     reports = tables.build_reports(state.load_state(con, day, entities=tables.REPORT_ENTITIES))
     tables.write_snapshots(con, day, reports)
     return reports
+
+
+def build_report_snapshots_for_days(con: duckdb.DuckDBPyConnection, days: list[dt.date]) -> dict[str, pl.DataFrame]:
+    """Every ``reports.*`` snapshot for each of ``days``; each report's rows of all of them."""
+    per_day = [build_report_snapshots(con, day) for day in days]
+    return {name: pl.concat([reports[name] for reports in per_day]) for name in tables.REPORT_BUILDERS}
 
 
 def publish_warehouse(con: duckdb.DuckDBPyConnection, paths: DataPaths) -> Path:

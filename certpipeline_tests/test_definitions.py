@@ -68,3 +68,20 @@ def test_resources_come_from_the_environment(monkeypatch, tmp_path):
     loaded = dg.load_from_defs_folder(path_within_project=Path(certpipeline.definitions.__file__).parent)
     warehouse = loaded.resources["warehouse"]
     assert (warehouse.paths.root, warehouse.duckdb_memory_limit) == (tmp_path.resolve(), "300MB")
+
+
+def test_partitions_start_at_the_configured_day_else_the_earliest_landing_folder(monkeypatch, tmp_path):
+    from certpipeline.defs.partitions import first_partition_day
+    from certpipeline_tests.conftest import Landing
+
+    monkeypatch.setenv("CERTPIPELINE_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("CERTPIPELINE_FIRST_DAY", raising=False)
+    yesterday = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
+    assert first_partition_day() == yesterday  # no landing data yet
+    landing = Landing(tmp_path)
+    landing.user("2026-03-04", "u1")
+    landing.user("2026-02-27", "u2")
+    (tmp_path / "landing" / "events" / "date=not-a-day").mkdir()
+    assert first_partition_day() == dt.date(2026, 2, 27)
+    monkeypatch.setenv("CERTPIPELINE_FIRST_DAY", "2025-01-01")
+    assert first_partition_day() == dt.date(2025, 1, 1)

@@ -1,19 +1,19 @@
 """Landing files -> raw.events -> typed entity history, one landing day per partition."""
 
 
-import datetime as dt
-
 import dagster as dg
 import polars as pl
 
 from certpipeline import pipeline
 from certpipeline.defs.metadata import frame_metadata
-from certpipeline.defs.partitions import daily_partitions
+from certpipeline.defs.partitions import daily_partitions, one_run_per_range, partition_days
+from certpipeline.ingestion import missing_landing_days
 from certpipeline.defs.resources import WORK_POOL, WarehouseResource
 
 
 @dg.asset(
     partitions_def=daily_partitions,
+    backfill_policy=one_run_per_range,
     pool=WORK_POOL,
     group_name="ingestion",
     kinds={"duckdb"},
@@ -21,15 +21,20 @@ from certpipeline.defs.resources import WORK_POOL, WarehouseResource
     "(raw.rejected_events). Re-running a day replaces exactly that day.",
 )
 def raw_events(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    day = dt.date.fromisoformat(context.partition_key)
+    days = partition_days(context)
+    missing = missing_landing_days(warehouse.paths, days)
+    if missing:
+        more = f" and {len(missing) - 1} more day(s)" if len(missing) > 1 else ""
+        raise dg.Failure(description=f"no landing folder for {missing[0]} "
+                                     f"(expected {warehouse.paths.landing_day(missing[0])}){more}")
     with warehouse.work() as con:
-        accounts = pipeline.ingest_landing_day(con, warehouse.paths, day)
+        accounts = pipeline.ingest_landing_days(con, warehouse.paths, days)
     totals = accounts.select(
         "lines_read", "accepted", "duplicates", "rejected", unreadable_files=pl.col("file_rejection").count()
     ).sum().row(0, named=True)
     context.log.info(
-        f"{day}: {len(accounts)} files, {totals['lines_read']} lines read, {totals['accepted']} accepted, "
-        f"{totals['duplicates']} duplicates, {totals['rejected']} rejected, "
+        f"{days[0]}..{days[-1]}: {len(accounts)} files, {totals['lines_read']} lines read, {totals['accepted']} "
+        f"accepted, {totals['duplicates']} duplicates, {totals['rejected']} rejected, "
         f"{totals['unreadable_files']} files unreadable"
     )
     return dg.MaterializeResult(
@@ -39,6 +44,7 @@ def raw_events(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
 
 @dg.asset(
     partitions_def=daily_partitions,
+    backfill_policy=one_run_per_range,
     deps=[raw_events],
     pool=WORK_POOL,
     check_specs=[

@@ -2,15 +2,12 @@
 of the warehouse analysts open."""
 
 
-import datetime as dt
-
 import dagster as dg
-
 
 from certpipeline import pipeline
 from certpipeline.defs.ingestion import entity_history
 from certpipeline.defs.metadata import frame_metadata
-from certpipeline.defs.partitions import daily_partitions
+from certpipeline.defs.partitions import daily_partitions, one_run_per_range, partition_days
 from certpipeline.defs.resources import WORK_POOL, WarehouseResource
 from certpipeline.reports import checks
 from certpipeline.reports.tables import REPORT_BUILDERS
@@ -61,15 +58,17 @@ report_check_specs = [
     specs=_report_specs(),
     check_specs=report_check_specs,
     partitions_def=daily_partitions,
+    backfill_policy=one_run_per_range,
     pool=WORK_POOL,
     name="certificate_reports",
-    description="Computes every report table from one load of the state as of the partition day.",
+    description="Computes every report table from one load of the state as of each partition day "
+    "(metadata: the rows of every day of the run).",
 )
 def certificate_reports(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-    day = dt.date.fromisoformat(context.partition_key)
+    days = partition_days(context)
     with warehouse.work() as con:
-        reports = pipeline.build_report_snapshots(con, day)
-        results = checks.run_report_checks(con, day)
+        reports = pipeline.build_report_snapshots_for_days(con, days)
+        results = checks.run_report_checks_for_days(con, days)
     for name, frame in reports.items():
         yield dg.MaterializeResult(asset_key=dg.AssetKey(["reports", name]), metadata=frame_metadata(frame))
     for result in results:
@@ -83,6 +82,7 @@ def certificate_reports(context: dg.AssetExecutionContext, warehouse: WarehouseR
 
 @dg.asset(
     partitions_def=daily_partitions,
+    backfill_policy=one_run_per_range,
     deps=[certificate_reports],
     pool=WORK_POOL,
     group_name="publication",

@@ -54,6 +54,19 @@ def counted_awards_with_course(con: duckdb.DuckDBPyConnection, day: dt.date) -> 
     ).fetchall()[0][0]
 
 
+def run_report_checks_for_days(con: duckdb.DuckDBPyConnection, days: list[dt.date]) -> list[CheckOutcome]:
+    """Each check over several days' snapshots: the problems of every day
+    added up, and the detail of each day that had any."""
+    per_day = {day: run_report_checks(con, day) for day in days}
+    combined = []
+    for index, first in enumerate(per_day[days[0]]):
+        outcomes = [(day, per_day[day][index]) for day in days]
+        details = [f"{day}: {o.detail}" for day, o in outcomes if o.detail and (not o.passed or len(days) == 1)]
+        combined.append(CheckOutcome(first.table, first.name, sum(o.problems for _, o in outcomes),
+                                     "; ".join(details)[:2000]))
+    return combined
+
+
 def run_report_checks(con: duckdb.DuckDBPyConnection, day: dt.date) -> list[CheckOutcome]:
     outcomes = [CheckOutcome(table, "keys_unique", duplicate_keys(con, table, day)) for table in REPORT_KEYS]
 
