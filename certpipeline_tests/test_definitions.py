@@ -85,3 +85,20 @@ def test_partitions_start_at_the_configured_day_else_the_earliest_landing_folder
     assert first_partition_day() == dt.date(2026, 2, 27)
     monkeypatch.setenv("CERTPIPELINE_FIRST_DAY", "2025-01-01")
     assert first_partition_day() == dt.date(2025, 1, 1)
+
+
+def test_the_catalog_declares_each_report_column_with_its_meaning_and_the_code_of_each_asset():
+    from certpipeline.reports.tables import REPORT_BUILDERS
+
+    graph = defs.resolve_asset_graph()
+    for table in REPORT_BUILDERS:
+        schema = graph.get(dg.AssetKey(["reports", table])).metadata["dagster/column_schema"]
+        assert schema.columns[-1].name == "report_date"
+        assert all(column.type and column.description for column in schema.columns), table
+    totals = graph.get(dg.AssetKey(["reports", "certificate_type_totals"])).metadata["dagster/column_schema"]
+    assert [(c.name, c.type) for c in totals.columns] == [
+        ("course_id", "VARCHAR"), ("certificate_type", "VARCHAR"), ("total_certificates_issued", "BIGINT"),
+        ("report_date", "DATE")]
+    for key in graph.get_all_asset_keys():
+        [reference] = graph.get(key).metadata["dagster/code_references"].code_references
+        assert reference.file_path.startswith(str(Path(__file__).resolve().parent.parent / "certpipeline" / "defs"))

@@ -229,7 +229,8 @@ def test_materialization_reports_the_accounting_in_metadata(landing, warehouse, 
     raw = next(m for m in result.get_asset_materialization_events() if m.asset_key.to_user_string() == "raw_events")
     metadata = raw.materialization.metadata
     assert (metadata["lines_read"].value, metadata["accepted"].value, metadata["rejected"].value) == (2, 1, 1)
-    assert "part-00000.jsonl" in metadata["preview"].value
+    assert [record.data["file"] for record in metadata["preview"].records] == [
+        "date=2026-11-20/part-00000.jsonl"]
 
 
 def test_a_missing_landing_day_fails_with_a_clear_error(warehouse, instance):
@@ -260,7 +261,7 @@ def test_unresolved_references_are_reported_by_an_asset_check(landing, warehouse
     check = next(c for c in result.get_asset_check_evaluations() if c.check_name == "references_resolve")
     assert not check.passed
     assert check.metadata["unresolved_references"].value == 1
-    assert "enrollments.session_id" in check.metadata["preview"].value
+    assert "enrollments.session_id" in str(check.metadata["preview"].records)
 
 
 @pytest.mark.parametrize(

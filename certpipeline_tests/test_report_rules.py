@@ -14,6 +14,7 @@ import dagster as dg
 import pytest
 
 from certpipeline.reports import path_certificates
+from certpipeline.reports.columns import report_columns
 from certpipeline.reports.filters import (
     EVERYTHING,
     PopulationFilter,
@@ -664,8 +665,11 @@ def test_asset_checks_pass_and_reports_carry_row_count_and_preview(landing, ware
         rows = query(warehouse, f"SELECT count(*) FROM reports.{table} WHERE report_date = ?", [D])[0][0]
         assert rows >= 1
         assert metadata["dagster/row_count"].value == rows
-        assert isinstance(metadata["preview"], dg.MarkdownMetadataValue)
-        assert metadata["preview"].value.startswith("| ")
+        preview = metadata["preview"]
+        assert isinstance(preview, dg.TableMetadataValue)
+        assert len(preview.records) == min(rows, 10)
+        assert [column.name for column in preview.schema.columns] == [
+            name for name, _, _ in report_columns(table)]
 
 
 # --------------------------------------------------------------------------

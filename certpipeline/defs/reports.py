@@ -6,10 +6,11 @@ import dagster as dg
 
 from certpipeline import pipeline
 from certpipeline.defs.ingestion import entity_history
-from certpipeline.defs.metadata import frame_metadata
+from certpipeline.defs.metadata import frame_metadata, table_schema
 from certpipeline.defs.partitions import daily_partitions, one_run_per_range, partition_days
 from certpipeline.defs.resources import WORK_POOL, WarehouseResource
 from certpipeline.reports import checks
+from certpipeline.reports.columns import report_columns
 from certpipeline.reports.tables import REPORT_BUILDERS
 
 REPORT_DESCRIPTIONS = {
@@ -38,6 +39,7 @@ def _report_spec(name: str) -> dg.AssetSpec:
         group_name="reports",
         kinds={"polars", "duckdb"},
         description=REPORT_DESCRIPTIONS[name] + " One snapshot per report_date.",
+        metadata={"dagster/column_schema": table_schema(report_columns(name))},
     )
 
 
