@@ -282,7 +282,7 @@ def cmd_run(args) -> int:
     # backfill policy): every landing day of the range is ingested before the
     # reports of each day are computed, and the run's fixed cost is paid once.
     span = f"{days[0]}..{days[-1]}" if len(days) > 1 else f"{days[0]}"
-    _progress(f"run: {span} ({len(days)} day(s)) ...")
+    _progress(f"run: [{len(days)} day(s)] {span} ...")
     try:
         with _runs_quietly():
             result = job.execute_in_process(
@@ -294,7 +294,7 @@ def cmd_run(args) -> int:
     if not result.success:
         reason = _failure_reason(result)
         raise CliError(f"certpipeline run: {span} failed (run {result.run_id}): {reason}{_hint(reason)}")
-    _progress(f"run: {span} done in {time.monotonic() - started:.1f}s (run {result.run_id})")
+    _progress(f"run: [{len(days)} day(s)] {span} done in {time.monotonic() - started:.1f}s (run {result.run_id})")
     with warehouse.work() as con:
         accounts = [account for day in days for account in file_accounts(con, day)]
     print(f"{'day':<12}{'files':>6}{'read':>12}{'accepted':>12}{'duplicates':>12}{'rejected':>10}{'unreadable':>12}")

@@ -32,7 +32,7 @@ def test_generate_then_run_builds_the_warehouse(tmp_path):
     assert "generate: learners 300/300" in generated.stderr
     ran = cli(tmp_path, "run", "--from", first.isoformat(), "--to", YESTERDAY.isoformat())
     assert ran.returncode == 0, ran.stderr
-    assert f"run: {first}..{YESTERDAY} done" in ran.stderr
+    assert f"run: [3 day(s)] {first}..{YESTERDAY} done" in ran.stderr
     summary = ran.stdout.splitlines()
     assert summary[0].split() == ["day", "files", "read", "accepted", "duplicates", "rejected", "unreadable"]
     for line in summary[1:4]:
