@@ -488,10 +488,6 @@ class Bench:
 # -- the printed table --------------------------------------------------------
 
 
-def _mib(kb) -> str:
-    return f"{kb / 1024:,.0f}" if kb else "-"
-
-
 def _ratio(a, b):
     return a / b if b else float("inf")
 

@@ -258,16 +258,13 @@ def cmd_run(args) -> int:
     from certpipeline.definitions import defs
     from certpipeline.defs.partitions import daily_partitions
     from certpipeline.defs.requests import RANGE_END_TAG, RANGE_START_TAG
-    from certpipeline.ingestion import file_accounts
+    from certpipeline.ingestion import file_accounts, missing_landing_message
 
     days = _days(args)
     warehouse = _warehouse()
-    missing = [d for d in days if not warehouse.paths.landing_day(d).is_dir()]
+    missing = missing_landing_message(warehouse.paths, days)
     if missing:
-        raise CliError(
-            f"certpipeline run: no landing folder for {missing[0]} "
-            f"(expected {warehouse.paths.landing_day(missing[0])}){' and %d more days' % (len(missing) - 1) if len(missing) > 1 else ''}"
-        )
+        raise CliError(f"certpipeline run: {missing}")
     keys = set(daily_partitions.get_partition_keys())
     outside = [d for d in days if d.isoformat() not in keys]
     if outside:

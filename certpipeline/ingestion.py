@@ -95,6 +95,16 @@ def missing_landing_days(paths: DataPaths, days: list[dt.date]) -> list[dt.date]
     return [day for day in days if not paths.landing_day(day).is_dir()]
 
 
+def missing_landing_message(paths: DataPaths, days: list[dt.date]) -> str | None:
+    """One line naming the first of ``days`` without a landing folder, or None
+    when every day has one (what the CLI and the UI both say)."""
+    missing = missing_landing_days(paths, days)
+    if not missing:
+        return None
+    more = f" and {len(missing) - 1} more day(s)" if len(missing) > 1 else ""
+    return f"no landing folder for {missing[0]} (expected {paths.landing_day(missing[0])}){more}"
+
+
 # Limits on what one landing file may hold (README, "Rejections"). A line or a
 # file beyond them is one rejection with its reason; the rest of the day lands.
 MAX_LINE_BYTES = 8 * 1024 * 1024

@@ -7,7 +7,7 @@ import polars as pl
 from certpipeline import pipeline
 from certpipeline.defs.metadata import frame_metadata
 from certpipeline.defs.partitions import daily_partitions, one_run_per_range, partition_days
-from certpipeline.ingestion import missing_landing_days
+from certpipeline.ingestion import missing_landing_message
 from certpipeline.defs.resources import WORK_POOL, WarehouseResource
 
 
@@ -22,11 +22,9 @@ from certpipeline.defs.resources import WORK_POOL, WarehouseResource
 )
 def raw_events(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     days = partition_days(context)
-    missing = missing_landing_days(warehouse.paths, days)
+    missing = missing_landing_message(warehouse.paths, days)
     if missing:
-        more = f" and {len(missing) - 1} more day(s)" if len(missing) > 1 else ""
-        raise dg.Failure(description=f"no landing folder for {missing[0]} "
-                                     f"(expected {warehouse.paths.landing_day(missing[0])}){more}")
+        raise dg.Failure(description=missing)
     with warehouse.work() as con:
         accounts = pipeline.ingest_landing_days(con, warehouse.paths, days)
     totals = accounts.select(

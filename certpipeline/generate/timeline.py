@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
 DAY = 86_400
-HOUR = 3_600
 NEVER = 1 << 62  # a time after any other: "no end", "not deleted"
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 TIMES_OF_DAY = [f"{h:02d}:{m:02d}:{s:02d}" for h in range(24) for m in range(60) for s in range(60)]
