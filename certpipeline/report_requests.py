@@ -5,7 +5,9 @@ Success -> Expired once its file is deleted after the retention period
 (contract section 8).
 
 This module holds the rules and the SQL; ``request_service`` runs the
-lifecycle over a ``Warehouse`` for the CLI, the HTTP API and Dagster.
+lifecycle over a ``Warehouse`` for the CLI, the HTTP API and Dagster. What
+each report type takes (scope, who may request it, password, filters, CSV
+columns) is in ``certpipeline.reports.catalog``.
 
 - Filing checks everything it can at once (report type, scope, rights,
   filters, mandatory password, an identical request still waiting) against
@@ -34,8 +36,19 @@ import duckdb
 import polars as pl
 
 from certpipeline.report_files import ReportFile, safe_file_component, write_report_file
-from certpipeline.reports import certificate_totals, course_dashboard, path_certificates
-from certpipeline.reports.filters import USER_STATUSES, PopulationFilter, Visibility, requester_visibility
+from certpipeline.reports import catalog
+from certpipeline.reports.catalog import (
+    ALL,
+    BATCH,
+    BATCH_TEAM,
+    CERTIFICATE,
+    CERTIFICATE_VIEWERS,
+    COURSE,
+    COURSE_TEAM,
+    LEARNER,
+    POPULATION_FILTERS,
+)
+from certpipeline.reports.filters import EVERYTHING, USER_STATUSES, PopulationFilter, requester_visibility
 from certpipeline.state import State
 
 SUBMITTED, PENDING, SUCCESS, FAILURE, EXPIRED = "Submitted", "Pending", "Success", "Failure", "Expired"
@@ -82,31 +95,7 @@ class RequestConflict(RequestRefused):
     """Refused because an identical request is still waiting."""
 
 
-# -- what may be requested -----------------------------------------------------
-
-COURSE, BATCH, CERTIFICATE, LEARNER, ALL = "course", "batch", "certificate", "learner", "all"
-
-
-@dataclass(frozen=True)
-class ReportType:
-    name: str
-    scope: tuple[str, ...]  # the scope ids the request must name
-    password_required: bool = False
-    takes_filters: bool = False
-
-
-REPORT_TYPES = {
-    t.name: t
-    for t in (
-        ReportType("certificate_type_totals", (COURSE,)),
-        ReportType("path_certificate_stats", (), takes_filters=True),
-        ReportType("path_certificate_learners", (CERTIFICATE,), takes_filters=True),
-        ReportType("learner_certificate_history", (CERTIFICATE, LEARNER), takes_filters=True),
-        ReportType("course_progress_exhaust", (BATCH,)),
-        ReportType("user_profile_exhaust", (BATCH,), password_required=True),
-        ReportType("question_set_report", (BATCH,)),
-    )
-}
+# -- what may be requested: the report catalog's files ---------------------------
 
 
 @dataclass(frozen=True)
@@ -140,7 +129,7 @@ class RequestSpec:
         ids: dict[str, str] = {}
         if scope != ALL:
             kind, _, value = scope.partition("=")
-            known = REPORT_TYPES.get(report_type)
+            known = catalog.FILES.get(report_type)
             if kind == CERTIFICATE and known is not None and LEARNER in known.scope:
                 value, _, ids[LEARNER] = value.rpartition(f";{LEARNER}=")
             ids[kind] = value
@@ -168,22 +157,22 @@ def parse_filters(spec: RequestSpec) -> PopulationFilter:
             custom.append((key[len("custom."):], value))
         else:
             raise RequestRefused(
-                f"unknown filter {key!r}: use user_status, group, registered_from, registered_to or custom.KEY"
+                f"unknown filter {key!r}: use {', '.join(POPULATION_FILTERS[:-1])} or {POPULATION_FILTERS[-1]}"
             )
     return PopulationFilter(custom_fields=tuple(custom), **options)
 
 
-def _shape_check(spec: RequestSpec) -> ReportType:
-    report_type = REPORT_TYPES.get(spec.report_type)
+def _shape_check(spec: RequestSpec) -> catalog.File:
+    report_type = catalog.FILES.get(spec.report_type)
     if report_type is None:
-        raise RequestRefused(f"unknown report type {spec.report_type!r}; known: {', '.join(REPORT_TYPES)}")
+        raise RequestRefused(f"unknown report type {spec.report_type!r}; known: {', '.join(catalog.FILES)}")
     given = set(spec.scope_ids())
     if given != set(report_type.scope):
         wanted = " and ".join(f"--{kind}" for kind in report_type.scope) or "no scope option"
         raise RequestRefused(f"{spec.report_type} takes {wanted}")
-    if spec.filters and not report_type.takes_filters:
+    if spec.filters and not report_type.filters:
         raise RequestRefused(f"{spec.report_type} takes no filters; filters apply to path certificate reports")
-    if report_type.takes_filters:
+    if report_type.filters:
         parse_filters(spec)
     return report_type
 
@@ -215,7 +204,7 @@ def check_rights(state: State, spec: RequestSpec) -> None:
     is_admin = user["platform_role"][0] == "admin"
     me = spec.requested_by
 
-    if COURSE in report_type.scope:
+    if report_type.requesters == COURSE_TEAM:
         course = state.courses.filter(pl.col("course_id") == spec.course)
         if course.is_empty():
             raise RequestRefused(f"unknown course {spec.course!r}")
@@ -225,21 +214,20 @@ def check_rights(state: State, spec: RequestSpec) -> None:
                 f"{me} may not request {spec.report_type} for course {spec.course}: "
                 "only platform admins, the course creator, authors and instructors may"
             )
-    if BATCH in report_type.scope:
+    if report_type.requesters in (BATCH_TEAM, catalog.BATCH_OWNERS):
         batch = state.sessions.filter((pl.col("session_id") == spec.batch) & ~pl.col("is_deleted"))
         if batch.is_empty():
             raise RequestRefused(f"unknown batch {spec.batch!r}")
         course = state.courses.filter(pl.col("course_id") == batch["course_id"][0])
         creators = {_first(batch, "created_by"), _first(course, "created_by")} - {None}
-        allowed = is_admin or me in creators
-        if not report_type.password_required:
-            allowed = allowed or me in _user_ids(batch, "mentors")
+        mentors_may = report_type.requesters == BATCH_TEAM
+        allowed = is_admin or me in creators or (mentors_may and me in _user_ids(batch, "mentors"))
         if not allowed:
-            who = "the course or batch creator" + ("" if report_type.password_required else " and batch mentors")
+            who = "the course or batch creator" + (" and batch mentors" if mentors_may else "")
             raise RequestForbidden(
                 f"{me} may not request {spec.report_type} for batch {spec.batch}: only platform admins, {who} may"
             )
-    if report_type.takes_filters:
+    if report_type.requesters == CERTIFICATE_VIEWERS:
         visibility = requester_visibility(state, me)
         if not visibility.sees_anything:
             raise RequestForbidden(
@@ -288,7 +276,7 @@ def file_request(
     request queue; ``state`` what the rights are checked against."""
     now = now or _now()
     report_type = _shape_check(spec)
-    if report_type.password_required and password_ciphertext is None:
+    if report_type.password_mandatory and password_ciphertext is None:
         raise RequestRefused(f"{spec.report_type} contains personal data: a password is mandatory")
     check_rights(state, spec)
     con.execute("BEGIN TRANSACTION")
@@ -455,64 +443,14 @@ def _like_escape(text: str) -> str:
 
 
 def report_frame(state: State, spec: RequestSpec) -> pl.DataFrame:
-    """The report's rows with exactly the contract's CSV columns."""
-    name = spec.report_type
-    if name == "certificate_type_totals":
-        return (
-            certificate_totals.certificate_type_totals(state)
-            .filter(pl.col("course_id") == spec.course)
-            .select(
-                pl.col("course_id").alias("CourseID"),
-                pl.col("certificate_type").alias("Certificate Type"),
-                pl.col("total_certificates_issued").alias("Total Certificates Issued"),
-                pl.lit(state.as_of).alias("Date Report Run"),
-            )
-        )
-    if name == "course_progress_exhaust":
-        return course_dashboard.course_progress_exhaust(state, spec.batch)
-    if name == "user_profile_exhaust":
-        return course_dashboard.user_profile_exhaust(state, spec.batch)
-    if name == "question_set_report":
-        return course_dashboard.question_set_report(state, spec.batch)
-    population = parse_filters(spec)
-    visibility: Visibility = requester_visibility(state, spec.requested_by)
-    if name == "path_certificate_stats":
-        return path_certificates.path_certificate_stats(state, population, visibility).select(
-            pl.col("title").alias("Title"),
-            pl.col("owner_group").alias("Owner group"),
-            pl.col("validity_period_months").alias("Validity period"),
-            pl.col("certified_learners").alias("Certified learners"),
-            pl.col("enrolled_learners").alias("Enrolled learners"),
-            pl.col("associated_paths").alias("Associated paths"),
-        )
-    if name == "path_certificate_learners":
-        return (
-            path_certificates.path_certificate_learners(state, population, visibility)
-            .filter(pl.col("certificate_id") == spec.certificate)
-            .select(
-                pl.format("{} <{}>", pl.col("learner_name").fill_null(pl.col("user_id")), pl.col("learner_email").fill_null(""))
-                .alias("Learner"),
-                pl.col("latest_status").alias("Latest status"),
-                pl.col("delivery_date").alias("Delivery date"),
-                pl.col("expiration_date").alias("Expiration date"),
-            )
-        )
-    if name == "learner_certificate_history":
-        return (
-            path_certificates.learner_certificate_history(state, population, visibility)
-            .filter((pl.col("certificate_id") == spec.certificate) & (pl.col("user_id") == spec.learner))
-            .select(
-                pl.col("certification_status").alias("Certification status"),
-                pl.col("delivery_date").alias("Delivery date"),
-                pl.col("expiration_date").alias("Expiration date"),
-                pl.col("path_name").alias("Path name"),
-                pl.col("path_session").alias("Path session"),
-                pl.col("path_status").alias("Path status"),
-                pl.when(pl.col("auto_reenrollment")).then(pl.lit("Yes")).otherwise(pl.lit("No"))
-                .alias("Automatic re-enrollment activated?"),
-            )
-        )
-    raise RequestRefused(f"unknown report type {name!r}")
+    """The report's rows with exactly the contract's CSV columns (from the catalog)."""
+    report = catalog.FILES.get(spec.report_type)
+    if report is None:
+        raise RequestRefused(f"unknown report type {spec.report_type!r}")
+    # Filters and the requester's visibility narrow the reports that take filters.
+    population = parse_filters(spec) if report.filters else PopulationFilter()
+    visibility = requester_visibility(state, spec.requested_by) if report.filters else EVERYTHING
+    return report.frame(state, catalog.Ask(spec.scope_ids(), population, visibility))
 
 
 def report_file_location(exhausts_dir: Path, request_id: str, spec: RequestSpec) -> tuple[Path, str]:

@@ -14,7 +14,7 @@ import dagster as dg
 import pytest
 
 from certpipeline.reports import path_certificates
-from certpipeline.reports.columns import report_columns
+from certpipeline.reports.catalog import table_columns
 from certpipeline.reports.filters import (
     EVERYTHING,
     PopulationFilter,
@@ -29,17 +29,10 @@ from certpipeline_tests.conftest import published, query, run_nightly
 D = dt.date(2026, 3, 10)
 REPORT_TABLES = tuple(REPORT_BUILDERS)
 
-# Column lists in their contract order (section 4), without report_date.
-COLUMNS = {
-    "certificate_type_totals": "course_id, certificate_type, total_certificates_issued",
-    "path_certificate_stats": "certificate_id, title, owner_group, validity_period_months, certified_learners, "
-    "enrolled_learners, associated_paths",
-    "path_certificate_learners": "certificate_id, user_id, learner_name, learner_email, latest_status, "
-    "delivery_date, expiration_date",
-    "learner_certificate_history": "certificate_id, user_id, enrollment_id, certification_status, delivery_date, "
-    "expiration_date, path_name, path_session, path_status, auto_reenrollment",
-    "course_batch_dashboard": "course_id, batch_id, batch_name, start_date, end_date, batch_status, total_enrollment",
-}
+# Column lists in their contract order (section 4, which test_catalog.py holds
+# the catalog to), without report_date.
+COLUMNS = {table: ", ".join(name for name, _, _ in table_columns(table) if name != "report_date")
+           for table in REPORT_TABLES}
 ORDER = {
     "certificate_type_totals": "course_id, certificate_type",
     "path_certificate_stats": "certificate_id",
@@ -669,7 +662,7 @@ def test_asset_checks_pass_and_reports_carry_row_count_and_preview(landing, ware
         assert isinstance(preview, dg.TableMetadataValue)
         assert len(preview.records) == min(rows, 10)
         assert [column.name for column in preview.schema.columns] == [
-            name for name, _, _ in report_columns(table)]
+            name for name, _, _ in table_columns(table)]
 
 
 # --------------------------------------------------------------------------

@@ -9,17 +9,7 @@ from certpipeline.defs.ingestion import entity_history
 from certpipeline.defs.metadata import frame_metadata, table_schema
 from certpipeline.defs.partitions import daily_partitions, one_run_per_range, partition_days
 from certpipeline.defs.resources import WORK_POOL, WarehouseResource
-from certpipeline.reports import checks
-from certpipeline.reports.columns import report_columns
-from certpipeline.reports.tables import REPORT_BUILDERS
-
-REPORT_DESCRIPTIONS = {
-    "certificate_type_totals": "Counted awards per course and certificate type (seed 000).",
-    "path_certificate_stats": "Per path certificate: certified and enrolled learners, associated paths (seed 001, active users).",
-    "path_certificate_learners": "Per certificate and enrolled learner: latest status, delivery and expiration (seed 001, active users).",
-    "learner_certificate_history": "Per enrollment in a session granting a certificate (seed 001, active users).",
-    "course_batch_dashboard": "Per batch: dates, Live or Expired, total enrollment (seed 002).",
-}
+from certpipeline.reports import catalog, checks
 
 # A report as of D reads every landing day up to D (late arrivals included),
 # so its partition depends on all entity_history partitions up to D: an asset
@@ -29,7 +19,7 @@ EVERY_DAY_UP_TO = dg.TimeWindowPartitionMapping(start_offset=-100_000)
 def _report_specs() -> list[dg.AssetSpec]:
     # Built inside a function: the defs-folder loader collects module-level
     # AssetSpecs as assets of their own, which would define each report twice.
-    return [_report_spec(name) for name in REPORT_BUILDERS]
+    return [_report_spec(name) for name in catalog.TABLES]
 
 
 def _report_spec(name: str) -> dg.AssetSpec:
@@ -38,21 +28,14 @@ def _report_spec(name: str) -> dg.AssetSpec:
         deps=[dg.AssetDep(entity_history, partition_mapping=EVERY_DAY_UP_TO)],
         group_name="reports",
         kinds={"polars", "duckdb"},
-        description=REPORT_DESCRIPTIONS[name] + " One snapshot per report_date.",
-        metadata={"dagster/column_schema": table_schema(report_columns(name))},
+        description=catalog.BY_NAME[name].description + " One snapshot per report_date.",
+        metadata={"dagster/column_schema": table_schema(catalog.table_columns(name))},
     )
 
 
-def _check_spec(name: str, table: str, description: str) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(name, asset=dg.AssetKey(["reports", table]), description=description)
-
-
 report_check_specs = [
-    *[_check_spec("keys_unique", table, "No two rows of a snapshot share the report's key.") for table in REPORT_BUILDERS],
-    _check_spec("totals_reconcile_with_awards", "certificate_type_totals",
-                "Total certificates issued equals the counted awards with a course, counted independently in SQL."),
-    _check_spec("learner_certificates_listed", "path_certificate_learners",
-                "Every learner row's certificate is in path_certificate_stats with user status 'all'."),
+    dg.AssetCheckSpec(check.name, asset=dg.AssetKey(["reports", check.table]), description=check.description)
+    for check in checks.REPORT_CHECKS
 ]
 
 

@@ -8,8 +8,25 @@ from dataclasses import dataclass
 
 import duckdb
 
-from certpipeline.reports.tables import REPORT_KEYS
+from certpipeline.reports.catalog import TABLES
 from certpipeline.state import CUTOFF_PARAMETER, cutoff_after, state_queries
+
+
+@dataclass(frozen=True)
+class Check:
+    table: str
+    name: str
+    description: str
+
+
+# Every check, in the order ``run_report_checks`` reports them.
+REPORT_CHECKS = (
+    *(Check(table, "keys_unique", "No two rows of a snapshot share the report's key.") for table in TABLES),
+    Check("certificate_type_totals", "totals_reconcile_with_awards",
+          "Total certificates issued equals the counted awards with a course, counted independently in SQL."),
+    Check("path_certificate_learners", "learner_certificates_listed",
+          "Every learner row's certificate is in path_certificate_stats with user status 'all'."),
+)
 
 
 @dataclass(frozen=True)
@@ -25,7 +42,7 @@ class CheckOutcome:
 
 
 def duplicate_keys(con: duckdb.DuckDBPyConnection, table: str, day: dt.date) -> int:
-    key = ", ".join(REPORT_KEYS[table])
+    key = ", ".join(TABLES[table].key)
     return con.execute(
         f"SELECT count(*) FROM (SELECT {key} FROM reports.{table} WHERE report_date = ? "
         f"GROUP BY ALL HAVING count(*) > 1)",
@@ -68,7 +85,7 @@ def run_report_checks_for_days(con: duckdb.DuckDBPyConnection, days: list[dt.dat
 
 
 def run_report_checks(con: duckdb.DuckDBPyConnection, day: dt.date) -> list[CheckOutcome]:
-    outcomes = [CheckOutcome(table, "keys_unique", duplicate_keys(con, table, day)) for table in REPORT_KEYS]
+    outcomes = [CheckOutcome(table, "keys_unique", duplicate_keys(con, table, day)) for table in TABLES]
 
     reported = con.execute(
         "SELECT coalesce(sum(total_certificates_issued), 0) FROM reports.certificate_type_totals WHERE report_date = ?",

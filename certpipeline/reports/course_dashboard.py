@@ -1,4 +1,7 @@
-"""The course dashboard and its on-demand batch exhausts (seed 002)."""
+"""The course dashboard and its on-demand batch exhausts (seed 002).
+
+The exhausts' rows carry the values; their CSV headers and column order are
+in ``certpipeline.reports.catalog``."""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ from certpipeline.state import State
 
 LIVE = "Live"
 EXPIRED = "Expired"
+# How the profile exhaust's rows name a custom field's column: ``custom.KEY``.
+CUSTOM_FIELD_PREFIX = "custom."
 
 
 def course_batch_dashboard(state: State) -> pl.DataFrame:
@@ -34,12 +39,7 @@ def _batch_header(state: State, batch_id: str) -> pl.DataFrame:
     return (
         state.sessions.filter(pl.col("session_id") == batch_id)
         .join(state.courses.select("course_id", course_name="name"), on="course_id", how="left")
-        .select(
-            pl.col("course_id").alias("Course Id"),
-            pl.col("course_name").alias("Course Name"),
-            pl.col("session_id").alias("Batch Id"),
-            pl.col("name").alias("Batch Name"),
-        )
+        .select("course_id", "course_name", pl.col("session_id").alias("batch_id"), pl.col("name").alias("batch_name"))
     )
 
 
@@ -80,12 +80,12 @@ def course_progress_exhaust(state: State, batch_id: str) -> pl.DataFrame:
         .join(award_status, on="enrollment_id", how="left")
         .sort("user_id", "enrolled_at", "enrollment_id")
         .select(
-            pl.col("user_id").alias("User UUID"),
-            pl.col("enrolled_at").dt.date().alias("Enrolment Date"),
-            pl.col("completed_at").dt.date().alias("Completion Date"),
-            pl.col("progress_percent").fill_null(0).alias("Progress"),
-            pl.col("certificate_status").fill_null(rules.NOT_OBTAINED).alias("Certificate Status"),
-            pl.col("total_score").fill_null(0).alias("Total Score"),
+            "user_id",
+            pl.col("enrolled_at").dt.date().alias("enrolled_on"),
+            pl.col("completed_at").dt.date().alias("completed_on"),
+            pl.col("progress_percent").fill_null(0),
+            pl.col("certificate_status").fill_null(rules.NOT_OBTAINED),
+            pl.col("total_score").fill_null(0),
         )
     )
     return _batch_header(state, batch_id).join(rows, how="cross")
@@ -93,7 +93,7 @@ def course_progress_exhaust(state: State, batch_id: str) -> pl.DataFrame:
 
 def user_profile_exhaust(state: State, batch_id: str) -> pl.DataFrame:
     """One row per user enrolled in the batch (non-deleted enrollment), with their
-    profile and one ``Custom: KEY`` column per custom field key present in the batch."""
+    profile and one ``custom.KEY`` column per custom field key present in the batch."""
     user_ids = _batch_enrollments(state, batch_id).select("user_id").unique()
     users = user_ids.join(state.users, on="user_id", how="left").sort("user_id")
     custom = (
@@ -104,17 +104,17 @@ def user_profile_exhaust(state: State, batch_id: str) -> pl.DataFrame:
     )
     keys = sorted(custom["key"].unique().to_list())
     rows = users.select(
-        pl.col("user_id").alias("User UUID"),
-        pl.col("name").alias("User Name"),
-        pl.col("email").alias("Email ID"),
-        pl.col("registered_at").dt.date().alias("Registration Date"),
-        pl.col("status").alias("User Status"),
+        "user_id",
+        pl.col("name").alias("user_name"),
+        "email",
+        pl.col("registered_at").dt.date().alias("registered_on"),
+        pl.col("status").alias("user_status"),
     )
     if keys:
         wide = custom.pivot(on="key", index="user_id", values="value", aggregate_function="first", sort_columns=True)
-        wide = wide.rename({key: f"Custom: {key}" for key in keys}).rename({"user_id": "User UUID"})
-        rows = rows.join(wide, on="User UUID", how="left").select(
-            *rows.columns, *[f"Custom: {key}" for key in keys]
+        wide = wide.rename({key: f"{CUSTOM_FIELD_PREFIX}{key}" for key in keys})
+        rows = rows.join(wide, on="user_id", how="left").select(
+            *rows.columns, *[f"{CUSTOM_FIELD_PREFIX}{key}" for key in keys]
         )
     return _batch_header(state, batch_id).join(rows, how="cross")
 
@@ -127,15 +127,15 @@ def question_set_report(state: State, batch_id: str) -> pl.DataFrame:
         .join(user_ids, on="user_id", how="semi")
         .sort("user_id", "answered_at", "question_set_id", "attempt_id", "question_id")
         .select(
-            pl.col("user_id").alias("User UUID"),
-            pl.col("question_set_id").alias("QuestionSet Id"),
-            pl.col("attempt_id").alias("Attempt Id"),
-            pl.col("answered_at").dt.date().alias("Attempted On"),
-            pl.col("question_id").alias("Question Id"),
-            pl.col("question_text").alias("Question Title"),
-            pl.col("response").alias("Question Response"),
-            pl.col("score").alias("Question Score"),
-            pl.col("max_score").alias("Question Max Score"),
+            "user_id",
+            "question_set_id",
+            "attempt_id",
+            pl.col("answered_at").dt.date().alias("answered_on"),
+            "question_id",
+            "question_text",
+            "response",
+            "score",
+            "max_score",
         )
     )
     return _batch_header(state, batch_id).join(rows, how="cross")

@@ -14,49 +14,18 @@ import duckdb
 import polars as pl
 
 from certpipeline.faults import crash_point
-from certpipeline.reports import certificate_totals, course_dashboard, path_certificates
+from certpipeline.reports import catalog
 from certpipeline.state import State
 
-REPORT_BUILDERS: dict[str, Callable[[State], pl.DataFrame]] = {
-    "certificate_type_totals": certificate_totals.certificate_type_totals,
-    "path_certificate_stats": path_certificates.path_certificate_stats,
-    "path_certificate_learners": path_certificates.path_certificate_learners,
-    "learner_certificate_history": path_certificates.learner_certificate_history,
-    "course_batch_dashboard": course_dashboard.course_batch_dashboard,
-}
+# Every report table and its builder, from the catalog, in the contract's order.
+REPORT_BUILDERS: dict[str, Callable[[State], pl.DataFrame]] = {name: table.build for name, table in catalog.TABLES.items()}
 
 # The report tables need every entity but the answers.
 REPORT_ENTITIES = (
     "users", "groups", "group_members", "group_closure", "courses", "sessions", "certificates", "enrollments", "awards",
 )
 
-# Columns that identify a row within a snapshot (the asset checks hold them unique).
-REPORT_KEYS: dict[str, tuple[str, ...]] = {
-    "certificate_type_totals": ("course_id", "certificate_type"),
-    "path_certificate_stats": ("certificate_id",),
-    "path_certificate_learners": ("certificate_id", "user_id"),
-    "learner_certificate_history": ("enrollment_id", "certificate_id"),
-    "course_batch_dashboard": ("batch_id",),
-}
-
-REPORT_DDL = """
-CREATE SCHEMA IF NOT EXISTS reports;
-CREATE TABLE IF NOT EXISTS reports.certificate_type_totals (
-    course_id VARCHAR, certificate_type VARCHAR, total_certificates_issued BIGINT, report_date DATE);
-CREATE TABLE IF NOT EXISTS reports.path_certificate_stats (
-    certificate_id VARCHAR, title VARCHAR, owner_group VARCHAR, validity_period_months INTEGER,
-    certified_learners BIGINT, enrolled_learners BIGINT, associated_paths BIGINT, report_date DATE);
-CREATE TABLE IF NOT EXISTS reports.path_certificate_learners (
-    certificate_id VARCHAR, user_id VARCHAR, learner_name VARCHAR, learner_email VARCHAR,
-    latest_status VARCHAR, delivery_date DATE, expiration_date DATE, report_date DATE);
-CREATE TABLE IF NOT EXISTS reports.learner_certificate_history (
-    certificate_id VARCHAR, user_id VARCHAR, enrollment_id VARCHAR, certification_status VARCHAR,
-    delivery_date DATE, expiration_date DATE, path_name VARCHAR, path_session VARCHAR,
-    path_status VARCHAR, auto_reenrollment BOOLEAN, report_date DATE);
-CREATE TABLE IF NOT EXISTS reports.course_batch_dashboard (
-    course_id VARCHAR, batch_id VARCHAR, batch_name VARCHAR, start_date DATE, end_date DATE,
-    batch_status VARCHAR, total_enrollment BIGINT, report_date DATE);
-"""
+REPORT_DDL = catalog.table_ddl()
 
 
 def build_reports(state: State) -> dict[str, pl.DataFrame]:
