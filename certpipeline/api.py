@@ -30,14 +30,16 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from starlette.exceptions import HTTPException
 
 from certpipeline import report_requests as rq
+from certpipeline import request_rules
 from certpipeline.api_tokens import TokenStore
+from certpipeline.reports.catalog import BATCH, CERTIFICATE, COURSE, LEARNER
 from certpipeline.request_service import FileUnavailable, NotFound, NoWarehouseYet, RequestService
 
 log = logging.getLogger("certpipeline.api")
 
 UNAUTHENTICATED_PATHS = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
-SCOPE_KINDS = (rq.BATCH, rq.COURSE, rq.CERTIFICATE, rq.LEARNER)
-LISTED_BY = (rq.BATCH, rq.COURSE, rq.CERTIFICATE)
+SCOPE_KINDS = (BATCH, COURSE, CERTIFICATE, LEARNER)
+LISTED_BY = (BATCH, COURSE, CERTIFICATE)
 
 
 class NewRequest(BaseModel):
@@ -67,10 +69,10 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def _refusal_status(refusal: rq.RequestRefused) -> int:
-    if isinstance(refusal, rq.RequestForbidden):
+def _refusal_status(refusal: request_rules.RequestRefused) -> int:
+    if isinstance(refusal, request_rules.RequestForbidden):
         return 403
-    if isinstance(refusal, rq.RequestConflict):
+    if isinstance(refusal, request_rules.RequestConflict):
         return 409
     return 422
 
@@ -138,13 +140,13 @@ def create_app(service: RequestService, tokens: TokenStore) -> FastAPI:
         unknown = sorted(set(body.scope) - set(SCOPE_KINDS))
         if unknown:
             return _error(422, f"unknown scope {unknown[0]!r}: use batch, course, certificate (and learner)")
-        spec = rq.RequestSpec(body.report_type, acting_user, filters=tuple(sorted(body.filters.items())),
+        spec = request_rules.RequestSpec(body.report_type, acting_user, filters=tuple(sorted(body.filters.items())),
                               **body.scope)
         password = body.password.get_secret_value() if body.password is not None else None
         body.password = None
         try:
             filed = service.file_and_show(spec, password)
-        except rq.RequestRefused as refusal:
+        except request_rules.RequestRefused as refusal:
             return _error(_refusal_status(refusal), f"refused: {refusal}")
         except NoWarehouseYet as error:
             return _error(503, str(error))

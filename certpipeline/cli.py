@@ -369,12 +369,12 @@ def _service():
 
 
 def cmd_request(args) -> int:
-    from certpipeline import report_requests
+    from certpipeline import request_rules
     from certpipeline.request_service import NoWarehouseYet
 
     if args.learner and not args.certificate:
         raise CliError("certpipeline request: --learner goes with --certificate")
-    spec = report_requests.RequestSpec(
+    spec = request_rules.RequestSpec(
         report_type=args.report_type, requested_by=args.by, course=args.course, batch=args.batch,
         certificate=args.certificate, learner=args.learner, filters=tuple(sorted(args.filters)),
     )
@@ -382,7 +382,7 @@ def cmd_request(args) -> int:
         request_id = _service().file(spec, _read_password(args))
     except NoWarehouseYet as error:
         raise CliError(f"certpipeline request: {error}") from None
-    except report_requests.RequestRefused as refusal:
+    except request_rules.RequestRefused as refusal:
         raise CliError(f"certpipeline request: refused: {refusal}") from None
     print(request_id)
     return 0

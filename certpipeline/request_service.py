@@ -31,6 +31,7 @@ import polars as pl
 
 from certpipeline import pipeline
 from certpipeline import report_requests as rq
+from certpipeline import request_rules
 from certpipeline.faults import crash_point
 from certpipeline.pipeline import Warehouse
 from certpipeline.state import CATALOG_ENTITIES, State, load_state
@@ -81,16 +82,16 @@ class RequestService:
 
     # -- filing --------------------------------------------------------------------
 
-    def file(self, spec: rq.RequestSpec, password: str | None) -> str:
+    def file(self, spec: request_rules.RequestSpec, password: str | None) -> str:
         """Check and store a request as Submitted; returns its id. Raises
         ``RequestRefused`` (nothing stored) or ``NoWarehouseYet``."""
         return self.file_and_show(spec, password)["request_id"]
 
-    def file_and_show(self, spec: rq.RequestSpec, password: str | None) -> dict:
+    def file_and_show(self, spec: request_rules.RequestSpec, password: str | None) -> dict:
         """``file``, answering with the stored row (as ``get`` would), read in the
         same connection."""
         if password == "":
-            raise rq.RequestRefused("the password is empty")
+            raise request_rules.RequestRefused("the password is empty")
         # Sealed before anything else can fail, so only the ciphertext travels further.
         ciphertext = self.warehouse.vault.seal(password) if password is not None else None
         del password
@@ -167,7 +168,7 @@ class RequestService:
                 pipeline.publish_request_statuses(con, self.warehouse.paths)
         return outcomes
 
-    def _state_for(self, con: duckdb.DuckDBPyConnection, specs: list[rq.RequestSpec]) -> State:
+    def _state_for(self, con: duckdb.DuckDBPyConnection, specs: list[request_rules.RequestSpec]) -> State:
         """The state the batch needs: when every request is about batches, only
         those batches' rows (a batch exhaust is a small slice of the platform)."""
         today = self.warehouse.today()
@@ -183,9 +184,9 @@ class RequestService:
                 password = self.warehouse.vault.open(stored.password_ciphertext) if stored.password_ciphertext else None
             except ValueError as error:
                 # A key that cannot open the password now never will: no retry.
-                raise rq.RequestRefused(f"{error}; file the request again") from None
-            report_file = rq.produce(state, self.warehouse.paths.exhausts, request_id, stored.spec, password)
-        except rq.RequestRefused as refusal:
+                raise request_rules.RequestRefused(f"{error}; file the request again") from None
+            report_file = request_rules.produce(state, self.warehouse.paths.exhausts, request_id, stored.spec, password)
+        except request_rules.RequestRefused as refusal:
             with self._queue() as queue:
                 status = rq.mark_failed_attempt(queue, request_id, str(refusal), permanent=True,
                                                 now=self.warehouse.now())

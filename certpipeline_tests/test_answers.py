@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from certpipeline import report_requests as rq
+from certpipeline.request_rules import RequestSpec, report_frame
 from certpipeline.state import load_state
 from certpipeline_tests.conftest import query, run_nightly
 
@@ -52,7 +52,7 @@ def test_every_learner_keeps_their_answers_when_attempt_ids_repeat(landing, ware
     assert query(warehouse, "SELECT count(*) FROM state.answers") == [(7,)]
     with warehouse.work() as con:
         state = load_state(con, DAY)
-    questions = rq.report_frame(state, rq.RequestSpec("question_set_report", "u-admin", batch="b-1"))
+    questions = report_frame(state, RequestSpec("question_set_report", "u-admin", batch="b-1"))
     assert [tuple(row[c] for c in ("User UUID", "QuestionSet Id", "Attempt Id", "Question Id",
                                    "Question Response", "Question Score"))
             for row in questions.iter_rows(named=True)] == [
@@ -64,6 +64,6 @@ def test_every_learner_keeps_their_answers_when_attempt_ids_repeat(landing, ware
     ]
     totals = {}
     for batch in ("b-1", "b-2"):
-        progress = rq.report_frame(state, rq.RequestSpec("course_progress_exhaust", "u-admin", batch=batch))
+        progress = report_frame(state, RequestSpec("course_progress_exhaust", "u-admin", batch=batch))
         totals[batch] = [(row["User UUID"], row["Total Score"]) for row in progress.iter_rows(named=True)]
     assert totals == {"b-1": [("u-1", 6), ("u-2", 7)], "b-2": [("u-1", 1), ("u-3", 4)]}

@@ -5,7 +5,7 @@ import datetime as dt
 
 import pytest
 
-from certpipeline import report_requests as rq
+from certpipeline import request_rules
 from certpipeline.state import load_state
 from certpipeline_tests.conftest import run_nightly
 
@@ -65,7 +65,7 @@ def world(tmp_path_factory):
 def _spec(report_type, scope, role):
     ids = {"course": {"course": "path"}, "batch": {"batch": "batch"}, "certificate": {"certificate": "path-cert"},
            "certificate+learner": {"certificate": "path-cert", "learner": "learner"}, None: {}}[scope]
-    return rq.RequestSpec(report_type, role, **ids)
+    return request_rules.RequestSpec(report_type, role, **ids)
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -73,10 +73,10 @@ def _spec(report_type, scope, role):
 def test_permission_matrix(world, report_type, scope, role):
     spec = _spec(report_type, scope, role)
     if role in ALLOWED[(report_type, scope)]:
-        rq.check_rights(world, spec)
+        request_rules.check_rights(world, spec)
     else:
-        with pytest.raises(rq.RequestRefused) as refusal:
-            rq.check_rights(world, spec)
+        with pytest.raises(request_rules.RequestRefused) as refusal:
+            request_rules.check_rights(world, spec)
         reason = str(refusal.value)
         if role == "stranger":
             assert reason == "unknown requester 'stranger'"
@@ -87,7 +87,7 @@ def test_permission_matrix(world, report_type, scope, role):
 
 
 def test_a_coach_sees_only_their_groups_learners_in_the_files(world):
-    coach = rq.report_frame(world, _spec("path_certificate_learners", "certificate", "coach"))
-    other = rq.report_frame(world, _spec("path_certificate_learners", "certificate", "other_coach"))
+    coach = request_rules.report_frame(world, _spec("path_certificate_learners", "certificate", "coach"))
+    other = request_rules.report_frame(world, _spec("path_certificate_learners", "certificate", "other_coach"))
     assert coach["Learner"].to_list() == ["Name learner <learner@example.com>"]
     assert other.height == 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from certpipeline import report_requests as rq
+from certpipeline import request_rules
 from certpipeline.state import load_state
 from certpipeline_tests.conftest import run_nightly
 
@@ -25,8 +25,8 @@ def test_a_300_character_scope_keeps_the_request_id_in_the_file_name(landing, wa
     request_id = "req-20261129-101"
     names = []
     for batch in (LONG_BATCH, LONG_BATCH + "y"):
-        spec = rq.RequestSpec("course_progress_exhaust", "u-admin", batch=batch)
-        produced = rq.produce(state, warehouse.paths.exhausts, request_id, spec, None)
+        spec = request_rules.RequestSpec("course_progress_exhaust", "u-admin", batch=batch)
+        produced = request_rules.produce(state, warehouse.paths.exhausts, request_id, spec, None)
         names.append(produced.path.name)
         assert produced.path.parent == warehouse.paths.exhausts / "course_progress_exhaust"
         assert produced.path.name.endswith(f"-{request_id}.csv"), produced.path.name

@@ -17,6 +17,7 @@ import pytest
 
 from certpipeline import pipeline
 from certpipeline import report_requests as rq
+from certpipeline import request_rules
 from certpipeline.pipeline import Warehouse
 from certpipeline.request_service import FileUnavailable, NotFound, NoWarehouseYet, Outcome, RequestService
 from certpipeline_tests.conftest import Landing
@@ -214,7 +215,7 @@ def test_retention_days_come_from_the_warehouse(service, clock):
 
 
 def test_a_production_error_is_an_outcome_and_retried(service, monkeypatch):
-    monkeypatch.setattr(rq, "report_frame", lambda state, spec: (_ for _ in ()).throw(RuntimeError("disk on fire")))
+    monkeypatch.setattr(request_rules, "report_frame", lambda state, spec: (_ for _ in ()).throw(RuntimeError("disk on fire")))
     request_id = service.file(rq.RequestSpec("question_set_report", MENTOR, batch=LIVE), None)
     assert produce_waiting(service) == [Outcome(request_id, rq.PENDING, "RuntimeError: disk on fire",
                                                 production_error=True)]

@@ -28,6 +28,7 @@ import pytest
 
 from certpipeline import pipeline
 from certpipeline import report_requests as rq
+from certpipeline import request_rules
 from certpipeline.defs.requests import (
     RANGE_END_TAG,
     RANGE_START_TAG,
@@ -654,7 +655,7 @@ def test_production_error_is_retried_on_the_next_passes_then_a_failure_with_the_
         calls.append(spec.report_type)
         raise RuntimeError(f"disk on fire #{len(calls)}")
 
-    monkeypatch.setattr(rq, "report_frame", broken_report_frame)
+    monkeypatch.setattr(request_rules, "report_frame", broken_report_frame)
     request_id = file(world, "user_profile_exhaust", CREATOR, password=PASSWORD, batch=LIVE)
 
     run_keys = []
@@ -1039,14 +1040,14 @@ def files_containing(root: Path, needle: bytes) -> list[Path]:
 
 def test_password_is_never_stored_or_logged_in_plain_text(world, tmp_path, monkeypatch, capfd, caplog):
     caplog.set_level(logging.DEBUG)
-    original_report_frame = rq.report_frame
+    original_report_frame = request_rules.report_frame
 
     def failing_for_the_expired_batch(state, spec):
         if spec.batch == EXPIRED:
             raise RuntimeError("the expired batch cannot be read")
         return original_report_frame(state, spec)
 
-    monkeypatch.setattr(rq, "report_frame", failing_for_the_expired_batch)
+    monkeypatch.setattr(request_rules, "report_frame", failing_for_the_expired_batch)
     dagster_home = tmp_path / "dagster_home"
     dagster_home.mkdir()
     with dg.DagsterInstance.local_temp(str(dagster_home)) as instance:
