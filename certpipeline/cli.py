@@ -109,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     token_commands.add_parser("revoke", help="end client NAME's token").add_argument("name", metavar="NAME")
     token_commands.add_parser("list", help="every token's client, creation and revocation")
     commands.add_parser("doctor", help="check every store and say what to do about each problem")
+    commands.add_parser(
+        "warehouse-sql",
+        help="print the SQL that opens the warehouse read-only in DuckDB (CLI or Python)",
+        description="Prints LOAD, ATTACH (read-only) and USE statements; run them as printed, from any "
+        "directory, in the DuckDB CLI (duckdb -cmd \"$(certpipeline warehouse-sql)\") or Python's duckdb.",
+    )
     return parser
 
 
@@ -305,7 +311,8 @@ def cmd_run(args) -> int:
     for account in accounts:
         if account.file_rejection:
             _progress(f"run: {account.file} rejected: {account.file_rejection}")
-    print(f"{len(days)} day(s) in {time.monotonic() - started:.1f}s; warehouse: {warehouse.paths.warehouse}")
+    print(f"{len(days)} day(s) in {time.monotonic() - started:.1f}s; warehouse: {warehouse.lake.catalog} "
+          "(open it with `certpipeline warehouse-sql`)")
     return 0
 
 
@@ -403,7 +410,7 @@ def cmd_requests(args) -> int:
 
 
 def _publication_failed(warehouse, reason: str) -> str:
-    return (f"certpipeline process-requests: the requests are done but publishing {warehouse.paths.warehouse} "
+    return (f"certpipeline process-requests: the requests are done but publishing the warehouse {warehouse.lake.catalog} "
             f"failed ({reason}){_hint(reason)}; the next pass publishes it again")
 
 
@@ -415,7 +422,7 @@ def _publish_request_statuses(warehouse) -> None:
 
     try:
         with warehouse.work() as con:
-            pipeline.publish_request_statuses(con, warehouse.paths)
+            pipeline.publish_warehouse(con, warehouse)
     except (OSError, duckdb.Error) as error:
         raise CliError(_publication_failed(warehouse, _one_line(error))) from None
 
@@ -505,6 +512,11 @@ def cmd_serve(args) -> int:
     app = create_app(_service(), _token_store())
     _progress(f"serve: listening on http://{args.host}:{args.port} (OpenAPI at /docs and /openapi.json)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", server_header=False)
+def cmd_warehouse_sql(args) -> int:
+    lake = _warehouse().lake
+    if not lake.exists():
+        raise CliError(f"certpipeline warehouse-sql: no warehouse at {lake.catalog} yet; run `certpipeline run` first")
+    print("\n".join(lake.statements(read_only=True)))
     return 0
 
 
@@ -531,6 +543,7 @@ COMMANDS = {
     "serve": cmd_serve,
     "tokens": cmd_tokens,
     "doctor": cmd_doctor,
+    "warehouse-sql": cmd_warehouse_sql,
 }
 
 

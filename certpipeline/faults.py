@@ -20,7 +20,8 @@ POINTS = (
     "ingest.file_loaded",  # inside the ingestion transaction, after the first file
     "history.refreshing",  # inside the entity-history transaction, before commit
     "reports.table_written",  # inside the snapshot transaction, after the first table
-    "publish.copied",  # the staging copy is written, not yet renamed into place
+    "publish.lake_written",  # inside the lake transaction, before it commits
+    "publish.lake_committed",  # the lake has the night, the working database still lists it as pending
     "request.file_written",  # the report file is in place, the request not yet marked Success
 )
 

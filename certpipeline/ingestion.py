@@ -439,6 +439,8 @@ def ingest_day(con: duckdb.DuckDBPyConnection, paths: DataPaths, day: dt.date,
         )
         _mark_duplicates(con)
         con.execute("INSERT INTO raw.history_refresh_queue SELECT event_id FROM affected_event_ids")
+        # Its rejections and file list go to the lake at the next publication.
+        con.execute("INSERT INTO publication.pending_days VALUES ('landing', ?)", [day])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

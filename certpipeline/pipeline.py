@@ -15,11 +15,13 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
-from certpipeline import ingestion, report_requests, state
+from certpipeline import ingestion, publication, report_requests, state
+from certpipeline.lake import LakeSettings
 from certpipeline.password_vault import PasswordVault, default_key_file
 from certpipeline.reports import tables
-from certpipeline.warehouse import LOCK_TIMEOUT_SECONDS, DataPaths, connect_locked, publish, publish_requests
+from certpipeline.warehouse import LOCK_TIMEOUT_SECONDS, DataPaths, connect_locked
 
 # DuckDB's memory for the working database; beyond it, it spills to pipeline/spill.
 DEFAULT_MEMORY_LIMIT = "1GB"
@@ -37,6 +39,7 @@ def resolve_dir(path: str) -> Path:
 
 def prepare_work_database(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(ingestion.RAW_DDL)
+    con.execute(publication.PENDING_DDL)
     state.ensure_history_tables(con)
     con.execute(tables.REPORT_DDL)
 
@@ -62,10 +65,18 @@ class Warehouse:
     # The key that seals report passwords, kept outside the data directory;
     # None: CERTPIPELINE_SECRET_KEY_FILE, else ~/.config/certpipeline/secret.key.
     secret_key_file: Path | None = None
+    # The published lake's catalog (``sqlite:PATH`` or ``postgres:DSN``) and
+    # data folder; empty means warehouse/catalog.sqlite and warehouse/data/.
+    catalog: str = ""
+    lake_data_path: str = ""
 
     @property
     def paths(self) -> DataPaths:
         return DataPaths(self.root)
+
+    @property
+    def lake(self) -> LakeSettings:
+        return LakeSettings.under(self.root, self.catalog, self.lake_data_path)
 
     def now(self) -> dt.datetime:
         return self.clock()
@@ -126,17 +137,32 @@ def build_report_snapshots_for_days(con: duckdb.DuckDBPyConnection, days: list[d
     return {name: pl.concat([reports[name] for reports in per_day]) for name in tables.REPORT_BUILDERS}
 
 
-def publish_warehouse(con: duckdb.DuckDBPyConnection, paths: DataPaths) -> Path:
+def public_requests(queue: duckdb.DuckDBPyConnection) -> pa.Table:
+    """The request queue as the warehouse shows it (no ciphertext). A whole
+    Table: ``.arrow()``'s lazy reader would keep the queue's file open (and
+    DuckDB-locked) after its connection and its flock are released."""
+    return queue.sql(f"SELECT {report_requests.PUBLIC_COLUMNS} FROM ops.report_requests").fetch_arrow_table()
+
+
+def publish_warehouse(con: duckdb.DuckDBPyConnection, warehouse: Warehouse) -> publication.Publication:
+    """Publish what changed in the working database ``con`` (the work lock
+    held) to the lake, with the request queue's current public rows: one new
+    snapshot, whether a night or a pass of requests changed it.
+
+    Request statuses live outside the working database, so a flag file says
+    a publication is owed until one commits: the next pass of requests
+    publishes them if this one failed (a full disk, a kill)."""
+    paths = warehouse.paths
+    paths.publication_pending.touch()
     # The request queue exists from the first run, so analysts find
     # ops.report_requests (empty) before anyone has filed a request.
-    with connect_locked(paths.requests_db, "requests.lock", LOCK_TIMEOUT_SECONDS) as queue:
-        prepare_requests_database(queue)
-    return publish(paths, con, report_requests.PUBLIC_COLUMNS)
-
-
-def publish_request_statuses(con: duckdb.DuckDBPyConnection, paths: DataPaths) -> Path:
-    """Refresh ``ops.report_requests`` in the published warehouse (the work lock
-    held, ``con`` the work database). Before any publication, publishes it all."""
-    if not paths.warehouse.exists():
-        return publish_warehouse(con, paths)
-    return publish_requests(paths, report_requests.PUBLIC_COLUMNS)
+    with warehouse.requests() as queue:
+        request_rows = public_requests(queue)
+    con.register("queue_rows", request_rows)
+    try:
+        con.execute("CREATE OR REPLACE TEMP TABLE requests_now AS SELECT * FROM queue_rows")
+    finally:
+        con.unregister("queue_rows")
+    published = publication.publish(con, warehouse.lake, report_requests.PUBLIC_COLUMNS)
+    paths.publication_pending.unlink(missing_ok=True)
+    return published

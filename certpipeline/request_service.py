@@ -10,7 +10,7 @@ SQL are in ``report_requests``. Nothing here knows about Dagster or HTTP.
 - ``claim`` marks waiting requests ``Pending``; an attempt counts when its
   production ends (a file or an error), so a killed pass spends none.
 - ``produce_batch`` produces claimed requests under the work lock, records
-  each outcome, then publishes the request statuses to ``warehouse.duckdb``,
+  each outcome, then publishes the request statuses to the warehouse lake,
   whichever of the sensor's run or ``process-requests`` did it.
 - ``get``, ``list_scope`` and ``download`` read for one acting user: their
   own requests, or everyone's for a platform admin (or the operator's CLI).
@@ -29,7 +29,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from certpipeline import pipeline
+from certpipeline import lake, pipeline
 from certpipeline import report_requests as rq
 from certpipeline import request_rules
 from certpipeline.faults import crash_point
@@ -102,29 +102,26 @@ class RequestService:
 
     def published_state(self) -> State:
         """The users and catalog of the published warehouse as of today, the
-        state filing checks rights against. Kept while ``warehouse.duckdb`` is the
-        same file, so a busy API does not reload it for every request."""
-        path = self.warehouse.paths.warehouse
-        try:
-            info = path.stat()
-        except FileNotFoundError:
-            raise NoWarehouseYet(f"no warehouse at {path} yet; run `certpipeline run` first") from None
+        state filing checks rights against. Kept while the lake's latest
+        snapshot is the same, so a busy API does not reload it for every request."""
+        settings = self.warehouse.lake
+        if not settings.exists():
+            raise NoWarehouseYet(f"no warehouse at {settings.catalog} yet; run `certpipeline run` first")
         today = self.warehouse.today()
-        key = (info.st_ino, info.st_mtime_ns, info.st_size, today)
-        with self._published_lock:
-            if self._published is not None and self._published[0] == key:
-                return self._published[1]
         try:
-            con = duckdb.connect(str(path), read_only=True)
-            try:
-                con.execute("SET TimeZone = 'UTC'")
+            with lake.reader(settings) as con:
+                # One transaction: the state is that of the snapshot the key names.
+                con.execute("BEGIN TRANSACTION")
+                snapshot = con.execute(f"SELECT max(snapshot_id) FROM ducklake_snapshots('{lake.ALIAS}')").fetchone()[0]
+                key = (settings, snapshot, today)
+                with self._published_lock:
+                    if self._published is not None and self._published[0] == key:
+                        return self._published[1]
                 state = load_state(con, today, entities=CATALOG_ENTITIES)
-            finally:
-                con.close()
-        except duckdb.Error as error:  # corrupt, empty, or not a warehouse
+        except duckdb.Error as error:  # a corrupt or foreign catalog, or missing data files
             reason = " ".join(f"{type(error).__name__}: {error}".split())[:200]
             raise NoWarehouseYet(
-                f"the published warehouse {path} cannot be read ({reason}); publish it again with "
+                f"the published warehouse {settings.catalog} cannot be read ({reason}); publish it again with "
                 "`certpipeline run --date <last day>` (see `certpipeline doctor`)"
             ) from None
         with self._published_lock:
@@ -165,7 +162,7 @@ class RequestService:
                 else:
                     outcomes.append(self._produce_one(state, stored))
             if pending:
-                pipeline.publish_request_statuses(con, self.warehouse.paths)
+                pipeline.publish_warehouse(con, self.warehouse)
         return outcomes
 
     def _state_for(self, con: duckdb.DuckDBPyConnection, specs: list[request_rules.RequestSpec]) -> State:
@@ -263,5 +260,5 @@ class RequestService:
             if due:
                 with self._queue() as queue:
                     rq.mark_expired(queue, [request_id for request_id, _ in due], self.warehouse.retention_days)
-                pipeline.publish_request_statuses(con, self.warehouse.paths)
+                pipeline.publish_warehouse(con, self.warehouse)
         return [request_id for request_id, _ in due]

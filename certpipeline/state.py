@@ -114,6 +114,8 @@ def refresh_history(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
             con.execute(f"DELETE FROM {table} WHERE event_id IN (SELECT event_id FROM affected_event_ids)")
             con.execute(f"INSERT INTO {table} " + _select_history(entity, source="affected_events"))
         con.execute("DELETE FROM raw.history_refresh_queue WHERE event_id IN (SELECT event_id FROM affected_event_ids)")
+        # The refreshed rows go to the lake at the next publication.
+        con.execute("INSERT INTO publication.pending_events SELECT event_id FROM affected_event_ids")
         crash_point("history.refreshing")
         con.execute("COMMIT")
     except BaseException:

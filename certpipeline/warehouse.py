@@ -9,10 +9,12 @@ the pipeline never writes the file analysts open:
   which serializes Dagster steps, backfill runs and CLI runs.
 - ``pipeline/requests.duckdb`` holds the request queue, under its own lock,
   so filing a request never waits for a long nightly run.
-- ``warehouse.duckdb`` is what analysts open read-only. It is a published
-  copy: written under a temporary name and swapped in with ``os.replace`` at
-  the end of each run, so a reader always sees a complete run and never blocks
-  the pipeline (a reader keeps the old inode until it reconnects).
+- ``warehouse/`` is what analysts open read-only: a DuckLake (``lake.py``),
+  catalog ``warehouse/catalog.sqlite`` and Parquet files under
+  ``warehouse/data/`` unless ``CERTPIPELINE_CATALOG`` points elsewhere. Each
+  publication adds what the working database changed as one new snapshot
+  (``publication.py``); a reader sees the snapshot it started on and never
+  blocks the pipeline.
 
 Everything the pipeline creates is its owner's only: the data directory and
 its folders 0700, every store 0600 (names and emails live in them). The
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,7 +34,6 @@ from pathlib import Path
 
 import duckdb
 
-from certpipeline.faults import crash_point
 
 PRIVATE_DIRECTORY_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
@@ -60,7 +60,8 @@ class DataPaths:
 
     @property
     def warehouse(self) -> Path:
-        return self.root / "warehouse.duckdb"
+        """The default lake folder (catalog and data files)."""
+        return self.root / "warehouse"
 
     @property
     def exhausts(self) -> Path:
@@ -88,9 +89,11 @@ class DataPaths:
         return self.landing / f"date={day.isoformat()}"
 
     def stores(self) -> list[Path]:
-        """The database files, with their write-ahead logs."""
-        databases = (self.work_db, self.requests_db, self.warehouse)
-        return [path for db in databases for path in (db, db.with_name(db.name + ".wal"))]
+        """The database files, with their write-ahead logs, and the default
+        lake's SQLite catalog with its journal files."""
+        databases = (self.work_db, self.requests_db)
+        catalog = sorted(self.warehouse.glob("catalog.sqlite*")) if self.warehouse.is_dir() else []
+        return [path for db in databases for path in (db, db.with_name(db.name + ".wal"))] + catalog
 
     def make_private(self) -> None:
         """Create the data directory owner-only, and tighten what exists of it."""
@@ -156,75 +159,3 @@ def connect_locked(
             yield con
         finally:
             con.close()
-
-
-def publish(paths: DataPaths, work: duckdb.DuckDBPyConnection, public_request_columns: str) -> Path:
-    """Swap a fresh copy of the working database in as ``warehouse.duckdb``.
-
-    Called with the work lock held and ``work`` open; the connection is
-    checkpointed so the file on disk is complete before it is copied.
-    """
-    work.execute("CHECKPOINT")
-
-    def edit(copy: duckdb.DuckDBPyConnection) -> None:
-        # The raw payloads stay behind: analysts query reports, state and
-        # rejections, and raw.events is the bulk of the file.
-        copy.execute("DROP TABLE IF EXISTS raw.events")
-        _copy_request_rows(paths, copy, public_request_columns)
-
-    return _swap_in(paths, paths.work_db, edit)
-
-
-def publish_requests(paths: DataPaths, public_request_columns: str) -> Path:
-    """Swap in a copy of the published warehouse with the request queue's
-    current rows: what a pass of requests changed, without re-publishing the
-    working database. Called with the work lock held, like ``publish``."""
-    return _swap_in(paths, paths.warehouse, lambda copy: _copy_request_rows(paths, copy, public_request_columns))
-
-
-def _copy_request_rows(paths: DataPaths, copy: duckdb.DuckDBPyConnection, public_request_columns: str) -> None:
-    copy.execute("CREATE SCHEMA IF NOT EXISTS ops")
-    with exclusive_lock(paths.pipeline / "requests.lock"):
-        if paths.requests_db.exists():
-            copy.execute(f"ATTACH '{paths.requests_db}' AS requests_db (READ_ONLY)")
-            copy.execute(
-                "CREATE OR REPLACE TABLE ops.report_requests AS "
-                f"SELECT {public_request_columns} FROM requests_db.ops.report_requests"
-            )
-            copy.execute("DETACH requests_db")
-
-
-def _swap_in(paths: DataPaths, source: Path, edit) -> Path:
-    """Copy ``source`` under a temporary name, let ``edit`` change the copy,
-    then rename it over ``warehouse.duckdb``: readers see the old or the new."""
-    # A crash between copy and rename leaves a staging file; the work lock
-    # we hold means no other publication is under way, so any is stale.
-    for stale in paths.root.glob(".warehouse.*.duckdb.tmp*"):  # with DuckDB's .wal
-        stale.unlink(missing_ok=True)
-    paths.publication_pending.touch()
-    staging = paths.warehouse.with_name(f".warehouse.{os.getpid()}.duckdb.tmp")
-    try:
-        _write_copy(source, staging, edit)
-        os.replace(staging, paths.warehouse)
-    except BaseException:
-        # A full disk mid-copy must not leave a partial copy taking the space.
-        for partial in (staging, staging.with_name(staging.name + ".wal")):
-            partial.unlink(missing_ok=True)
-        raise
-    paths.publication_pending.unlink(missing_ok=True)
-    return paths.warehouse
-
-
-def _write_copy(source: Path, staging: Path, edit) -> None:
-    shutil.copyfile(source, staging)
-    copy = duckdb.connect(str(staging))
-    try:
-        _configure(copy)
-        edit(copy)
-        copy.execute("CHECKPOINT")
-    finally:
-        copy.close()
-    with open(staging, "rb") as handle:
-        os.fchmod(handle.fileno(), PRIVATE_FILE_MODE)
-        os.fsync(handle.fileno())
-    crash_point("publish.copied")

@@ -11,14 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pytest
 
 # Tests land days of their own choosing in temporary folders, not in the
 # repository's data/; partitions start early enough for all of them.
 os.environ.setdefault("CERTPIPELINE_FIRST_DAY", "2024-01-01")
 
-from certpipeline.definitions import defs  # after the partition start is set
+from certpipeline import lake  # noqa: E402
+from certpipeline.definitions import defs  # noqa: E402  after the partition start is set
 from certpipeline.defs.resources import WarehouseResource
 
 NIGHTLY = dg.AssetSelection.groups("ingestion", "reports", "publication")
@@ -147,25 +147,39 @@ def query(warehouse: WarehouseResource, sql: str, params=None) -> list[tuple]:
 
 
 def published(warehouse: WarehouseResource, sql: str, params=None) -> list[tuple]:
-    """Rows from warehouse.duckdb, opened read-only the way an analyst would."""
-    con = duckdb.connect(str(warehouse.paths.warehouse), read_only=True)
-    try:
+    """Rows from the published lake, opened read-only the way an analyst would."""
+    with lake.reader(warehouse.lake) as con:
         return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
 
 
-def admin_and_largest_batch(warehouse_path: Path) -> tuple[str, str]:
-    """An active platform admin and the largest batch of a published warehouse (generated data)."""
-    con = duckdb.connect(str(warehouse_path), read_only=True)
-    try:
+def contents(con, database: str, skip_columns=frozenset()) -> dict[str, list[tuple]]:
+    """Every row of every table and view of ``database`` (but its ``publication``
+    bookkeeping), sorted, without the columns in ``skip_columns``."""
+    objects = con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = $1 "
+        "UNION ALL SELECT schema_name, view_name FROM duckdb_views() WHERE database_name = $1 AND NOT internal "
+        "ORDER BY ALL", [database]).fetchall()
+    rows = {}
+    for schema, table in objects:
+        if schema == "publication":
+            continue
+        columns = [c for (c,) in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND schema_name = ? AND table_name = ? "
+            "ORDER BY column_index", [database, schema, table]).fetchall() if c not in skip_columns]
+        column_list = ", ".join(f'"{c}"' for c in columns)
+        rows[f"{schema}.{table}"] = con.sql(
+            f'SELECT {column_list} FROM "{database}"."{schema}"."{table}" ORDER BY ALL').fetchall()
+    return rows
+
+
+def admin_and_largest_batch(data_dir: Path) -> tuple[str, str]:
+    """An active platform admin and the largest batch of the warehouse published from ``data_dir`` (generated data)."""
+    with lake.reader(lake.LakeSettings.under(data_dir)) as con:
         return con.sql(
             "SELECT (SELECT user_id FROM state.users WHERE platform_role = 'admin' AND status = 'active' "
             "ORDER BY 1 LIMIT 1), (SELECT batch_id FROM reports.course_batch_dashboard "
             "ORDER BY total_enrollment DESC, batch_id LIMIT 1)"
         ).fetchall()[0]
-    finally:
-        con.close()
 
 
 @pytest.fixture(scope="session")

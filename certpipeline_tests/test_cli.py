@@ -1,16 +1,21 @@
 """The certpipeline command line, end to end in subprocesses."""
 
+import csv
 import datetime as dt
+import io
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import dagster as dg
 from dagster._core.instance.ref import InstanceRef
 import duckdb
 import pytest
 
+from certpipeline import lake
 from certpipeline.defs.requests import RANGE_END_TAG, RANGE_START_TAG
+from certpipeline.reports.tables import REPORT_BUILDERS
 
 YESTERDAY = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
 
@@ -39,14 +44,31 @@ def test_generate_then_run_builds_the_warehouse(tmp_path):
         day, files, read, accepted, duplicates, rejected, unreadable = line.replace(",", "").split()
         assert unreadable == "0"
         assert int(read) == int(accepted) + int(duplicates) + int(rejected) > 0
-    analyst = duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb"), read_only=True)
+    # An analyst, in another directory, opens the warehouse with the DuckDB CLI
+    # and exactly the statements `certpipeline warehouse-sql` prints.
+    opening = cli(tmp_path, "warehouse-sql")
+    assert opening.returncode == 0, opening.stderr
+    assert opening.stdout.strip().splitlines()[-1] == "USE warehouse;"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    every_row = "SELECT * FROM reports.path_certificate_learners ORDER BY ALL"
+    analyst = subprocess.run(
+        [str(Path(sys.executable).parent / "duckdb"), "-csv", "-noheader", "-nullvalue", "", "-cmd", opening.stdout, "-c", every_row],
+        cwd=elsewhere, capture_output=True, text=True, timeout=600,
+    )
+    assert analyst.returncode == 0, analyst.stderr
+    # The same rows the working database computed, day by day.
+    work = duckdb.connect(str(tmp_path / "data" / "pipeline" / "work.duckdb"), read_only=True)
     try:
-        days = analyst.sql(
-            "SELECT DISTINCT report_date FROM reports.path_certificate_learners ORDER BY 1").fetchall()
-        assert [d for (d,) in days] == [first, first + dt.timedelta(days=1), YESTERDAY]
-        assert analyst.sql("SELECT count(*) FROM reports.course_batch_dashboard").fetchall()[0][0] > 0
+        expected = work.sql(every_row).fetchall()
+        days = work.sql("SELECT DISTINCT report_date FROM reports.path_certificate_learners ORDER BY 1").fetchall()
     finally:
-        analyst.close()
+        work.close()
+    assert [d for (d,) in days] == [first, first + dt.timedelta(days=1), YESTERDAY]
+    assert len(expected) > 0
+    assert list(csv.reader(io.StringIO(analyst.stdout))) == [
+        ["" if value is None else str(value) for value in row] for row in expected
+    ]
     # One run over the range, recorded in the Dagster instance the UI reads,
     # which shows every day of the range materialized.
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path / "home"))) as instance:
@@ -66,14 +88,9 @@ def test_generate_then_run_builds_the_warehouse(tmp_path):
 
 
 def report_snapshot(tmp_path, day: dt.date) -> dict[str, list[tuple]]:
-    analyst = duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb"), read_only=True)
-    try:
-        tables = [name for (name,) in analyst.sql(
-            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'reports' ORDER BY 1").fetchall()]
+    with lake.reader(lake.LakeSettings.under(tmp_path / "data")) as analyst:
         return {name: analyst.execute(f"SELECT * EXCLUDE (report_date) FROM reports.{name} WHERE report_date = ? "
-                                      "ORDER BY ALL", [day]).fetchall() for name in tables}
-    finally:
-        analyst.close()
+                                      "ORDER BY ALL", [day]).fetchall() for name in REPORT_BUILDERS}
 
 
 @pytest.mark.parametrize(

@@ -12,11 +12,13 @@ import pytest
 from certpipeline.generate import generate_landing
 from certpipeline_tests.conftest import run_nightly
 
-D1, D2 = "2026-11-20", "2026-11-21"
+DAYS = ("2026-11-20", "2026-11-21", "2026-11-22", "2026-11-23")
+D1, D2 = DAYS[:2]
 
 
 def _world(landing):
-    for day in (D1, D2):
+    # One new batch a day: the dashboard on day n has exactly n rows.
+    for day in DAYS:
         landing.user(day, f"u-{day}")
         landing.course(day, f"c-{day}")
         landing.certificate(day, f"k-{day}")
@@ -24,59 +26,67 @@ def _world(landing):
         landing.enroll(day, f"n-{day}", f"u-{day}", f"s-{day}")
 
 
+def _analyst(warehouse):
+    """A Python session opened with the statements `certpipeline warehouse-sql` prints."""
+    con = duckdb.connect()
+    con.execute("\n".join(warehouse.lake.statements(read_only=True)))
+    return con
+
+
 def test_an_analyst_holding_the_warehouse_open_does_not_block_the_run(landing, warehouse, instance):
     _world(landing)
     assert run_nightly(warehouse, D1, instance).success
-    analyst = duckdb.connect(str(warehouse.paths.warehouse), read_only=True)
+    analyst = _analyst(warehouse)
     try:
+        analyst.execute("BEGIN TRANSACTION")
         before = analyst.sql("SELECT DISTINCT report_date::VARCHAR FROM reports.course_batch_dashboard").fetchall()
         assert run_nightly(warehouse, D2, instance).success
-        # The open session still reads the complete run it opened.
+        # An open transaction keeps reading the snapshot it started on.
         assert analyst.sql("SELECT DISTINCT report_date::VARCHAR FROM reports.course_batch_dashboard").fetchall() == before
         assert before == [(D1,)]
-    finally:
-        analyst.close()
-    fresh = duckdb.connect(str(warehouse.paths.warehouse), read_only=True)
-    try:
-        assert fresh.sql("SELECT DISTINCT report_date::VARCHAR FROM reports.course_batch_dashboard ORDER BY 1").fetchall() == [
+        analyst.execute("COMMIT")
+        # The same session's next query sees the new night.
+        assert analyst.sql("SELECT DISTINCT report_date::VARCHAR FROM reports.course_batch_dashboard ORDER BY 1").fetchall() == [
             (D1,), (D2,)]
     finally:
-        fresh.close()
+        analyst.close()
 
 
-def test_analysts_only_ever_see_complete_runs(landing, warehouse, instance):
+def test_a_session_held_open_across_three_runs_only_ever_sees_complete_nights(landing, warehouse, instance):
     _world(landing)
     assert run_nightly(warehouse, D1, instance).success
     seen, errors, stop = [], [], threading.Event()
+    analyst = _analyst(warehouse)
 
-    def analyst():
+    def poll():
         while not stop.is_set():
             try:
-                con = duckdb.connect(str(warehouse.paths.warehouse), read_only=True)
-                try:
-                    # Every report table of one published file holds the same snapshots.
-                    dates = con.sql("""
-                        SELECT (SELECT list(DISTINCT report_date ORDER BY report_date) FROM reports.course_batch_dashboard),
-                               (SELECT list(DISTINCT report_date ORDER BY report_date) FROM reports.path_certificate_learners)
-                    """).fetchall()[0]
-                    seen.append(dates)
-                finally:
-                    con.close()
+                # One query, one snapshot: per report date, the dashboard's and
+                # the learners' rows, which a complete night gives together.
+                seen.append(analyst.sql("""
+                    SELECT list(report_date::VARCHAR ORDER BY report_date), list(batches ORDER BY report_date),
+                           list(learners ORDER BY report_date)
+                    FROM (SELECT report_date, count(*) AS batches FROM reports.course_batch_dashboard GROUP BY ALL)
+                    FULL JOIN (SELECT report_date, count(*) AS learners FROM reports.path_certificate_learners
+                               GROUP BY ALL) USING (report_date)
+                """).fetchall()[0])
             except Exception as error:  # noqa: BLE001 - collected and asserted below
                 errors.append(error)
 
-    reader = threading.Thread(target=analyst)
+    reader = threading.Thread(target=poll)
     reader.start()
     try:
-        for _ in range(3):
-            assert run_nightly(warehouse, D2, instance).success
+        for day in DAYS[1:]:
+            assert run_nightly(warehouse, day, instance).success
     finally:
         stop.set()
         reader.join()
+        analyst.close()
     assert errors == []
     assert seen, "the analyst never managed to read"
-    assert all(dashboard == learners for dashboard, learners in seen)
-    assert {len(dashboard) for dashboard, _ in seen} <= {1, 2}
+    complete = [(list(DAYS[:n]), list(range(1, n + 1)), list(range(1, n + 1))) for n in range(1, len(DAYS) + 1)]
+    assert all(observation in complete for observation in seen), [o for o in seen if o not in complete][:3]
+    assert seen[-1] == complete[-1]
 
 
 @pytest.mark.slow
@@ -94,8 +104,10 @@ def test_two_cli_runs_at_once_are_serialized_and_both_succeed(tmp_path):
     for process in (backfill, nightly):
         _, stderr = process.communicate(timeout=600)
         assert process.returncode == 0, stderr
-    con = duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True)
+    con = duckdb.connect()
     try:
+        con.execute(subprocess.run([*command[:-1], "warehouse-sql"], env=env, capture_output=True, text=True,
+                                   check=True).stdout)
         assert con.sql("SELECT DISTINCT report_date FROM reports.course_batch_dashboard ORDER BY 1").fetchall() == [
             (first,), (last,)]
         # One snapshot per day, however the two runs interleaved.

@@ -12,9 +12,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from certpipeline import lake
+from certpipeline.defs.resources import WarehouseResource
 from certpipeline.faults import POINTS
 from certpipeline.generate import generate_landing
-from certpipeline_tests.conftest import admin_and_largest_batch
+from certpipeline_tests.conftest import admin_and_largest_batch, contents
 
 LAST_DAY = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
 DAYS = [LAST_DAY - dt.timedelta(days=1), LAST_DAY]
@@ -45,17 +47,14 @@ def run_statuses(data_dir: Path) -> dict[str, int]:
 def database_contents(path: Path) -> dict[str, list[tuple]]:
     con = duckdb.connect(str(path), read_only=True)
     try:
-        tables = con.sql("SELECT schema_name, table_name FROM duckdb_tables() ORDER BY ALL").fetchall()
-        contents = {}
-        for schema, table in tables:
-            columns = [c for (c,) in con.execute(
-                "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ? ORDER BY column_index",
-                [schema, table]).fetchall() if c not in VOLATILE_COLUMNS]
-            column_list = ", ".join(f'"{c}"' for c in columns)
-            contents[f"{schema}.{table}"] = con.sql(f'SELECT {column_list} FROM "{schema}"."{table}" ORDER BY ALL').fetchall()
-        return contents
+        return contents(con, con.sql("SELECT current_database()").fetchall()[0][0], VOLATILE_COLUMNS)
     finally:
         con.close()
+
+
+def warehouse_contents(data_dir: Path) -> dict[str, list[tuple]]:
+    with lake.reader(WarehouseResource(data_dir=str(data_dir)).lake) as con:
+        return contents(con, lake.ALIAS, VOLATILE_COLUMNS)
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +90,7 @@ def test_killed_run_then_rerun_equals_a_clean_run(tmp_path, landing_source, clea
     assert statuses["FAILURE"] == 1 and set(statuses) == {"FAILURE", "SUCCESS"}, statuses
     assert database_contents(data_dir / "pipeline" / "work.duckdb") == database_contents(
         clean_run / "pipeline" / "work.duckdb")
-    assert database_contents(data_dir / "warehouse.duckdb") == database_contents(clean_run / "warehouse.duckdb")
-    assert not list(data_dir.glob(".warehouse.*.tmp"))
+    assert warehouse_contents(data_dir) == warehouse_contents(clean_run)
 
 
 def run_and_file_a_request(data_dir: Path, landing_source: Path) -> tuple[str, str]:
@@ -101,7 +99,7 @@ def run_and_file_a_request(data_dir: Path, landing_source: Path) -> tuple[str, s
     data_dir.mkdir()
     os.symlink(landing_source / "landing", data_dir / "landing")
     assert run_days(data_dir).returncode == 0
-    admin, batch = admin_and_largest_batch(data_dir / "warehouse.duckdb")
+    admin, batch = admin_and_largest_batch(data_dir)
     filed = cli(data_dir, "request", "course_progress_exhaust", "--batch", batch, "--by", admin)
     assert filed.returncode == 0, filed.stderr
     request_id = filed.stdout.strip()

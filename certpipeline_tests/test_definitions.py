@@ -35,11 +35,13 @@ def test_definitions_snapshot():
     ]
     repository = defs.get_repository_def()
     assert sorted(job.name for job in repository.get_all_jobs() if not job.name.startswith("__")) == [
+        "lake_maintenance_job",
         "nightly_job",
         "report_request_job",
         "report_retention_job",
     ]
     assert sorted((s.name, s.cron_schedule) for s in repository.schedule_defs) == [
+        ("lake_maintenance_job_schedule", "0 4 * * *"),
         ("nightly_job_schedule", "0 2 * * *"),
         ("nightly_request_schedule", "30 2 * * *"),
         ("report_retention_job_schedule", "0 3 * * *"),

@@ -38,7 +38,7 @@ def healthy_source(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("doctor")
     generate_landing(root / "data", learners=150, days=2, seed=9, end_date=LAST_DAY)
     assert cli(root, "run", "--from", FIRST_DAY.isoformat(), "--to", LAST_DAY.isoformat()).returncode == 0
-    admin, batch = admin_and_largest_batch(root / "data" / "warehouse.duckdb")
+    admin, batch = admin_and_largest_batch(root / "data")
     assert cli(root, "request", "user_profile_exhaust", "--batch", batch, "--by", admin, "--password-stdin",
                stdin="a passphrase\n").returncode == 0
     assert cli(root, "process-requests").returncode == 0

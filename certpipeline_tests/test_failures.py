@@ -147,7 +147,7 @@ def published_status(data_dir: Path, request_id: str) -> list[tuple]:
 @pytest.mark.slow
 def test_disk_full_while_process_requests_publishes_is_one_line_and_the_next_pass_publishes(generated):
     assert run_cli(generated, "run", "--date", YESTERDAY.isoformat()).returncode == 0
-    admin, batch = admin_and_largest_batch(generated / "warehouse.duckdb")
+    admin, batch = admin_and_largest_batch(generated)
     filed = run_cli(generated, "request", "course_progress_exhaust", "--batch", batch, "--by", admin)
     assert filed.returncode == 0, filed.stderr
     request_id = filed.stdout.strip()

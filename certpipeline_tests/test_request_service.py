@@ -45,7 +45,7 @@ def build(warehouse: Warehouse, day: dt.date) -> None:
         pipeline.ingest_landing_day(con, warehouse.paths, day)
         pipeline.refresh_entity_history(con)
         pipeline.build_report_snapshots(con, day)
-        pipeline.publish_warehouse(con, warehouse.paths)
+        pipeline.publish_warehouse(con, warehouse)
 
 
 @pytest.fixture(scope="module")
@@ -85,14 +85,11 @@ def queue_row(service: RequestService, request_id: str) -> dict:
 
 
 def published_row(service: RequestService, request_id: str) -> tuple:
-    import duckdb
+    from certpipeline import lake
 
-    con = duckdb.connect(str(service.warehouse.paths.warehouse), read_only=True)
-    try:
+    with lake.reader(service.warehouse.lake) as con:
         return con.execute("SELECT status, file_path, row_count FROM ops.report_requests WHERE request_id = ?",
                            [request_id]).fetchone()
-    finally:
-        con.close()
 
 
 def produce_waiting(service: RequestService) -> list[Outcome]:

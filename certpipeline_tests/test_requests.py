@@ -26,7 +26,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from certpipeline import pipeline
+from certpipeline import lake, pipeline
 from certpipeline import report_requests as rq
 from certpipeline import request_rules
 from certpipeline.defs.requests import (
@@ -1019,19 +1019,23 @@ def duckdb_cells_containing(path: Path, needle: str) -> list[str]:
 
     con = duckdb.connect(str(path), read_only=True)
     try:
-        hits = []
-        columns = con.execute(
-            "SELECT database_name, schema_name, table_name, column_name FROM duckdb_columns() "
-            "WHERE NOT internal AND database_name = current_database()").fetchall()
-        for database, schema, table, column in columns:
-            found = con.execute(
-                f'SELECT count(*) FROM "{database}"."{schema}"."{table}" '
-                f'WHERE contains(CAST("{column}" AS VARCHAR), ?)', [needle]).fetchall()[0][0]
-            if found:
-                hits.append(f"{schema}.{table}.{column}")
-        return hits
+        return cells_containing(con, con.sql("SELECT current_database()").fetchall()[0][0], needle)
     finally:
         con.close()
+
+
+def cells_containing(con, database: str, needle: str) -> list[str]:
+    hits = []
+    columns = con.execute(
+        "SELECT schema_name, table_name, column_name FROM duckdb_columns() "
+        "WHERE NOT internal AND database_name = ?", [database]).fetchall()
+    for schema, table, column in columns:
+        found = con.execute(
+            f'SELECT count(*) FROM "{database}"."{schema}"."{table}" '
+            f'WHERE contains(CAST("{column}" AS VARCHAR), ?)', [needle]).fetchall()[0][0]
+        if found:
+            hits.append(f"{schema}.{table}.{column}")
+    return hits
 
 
 def files_containing(root: Path, needle: bytes) -> list[Path]:
@@ -1062,7 +1066,7 @@ def test_password_is_never_stored_or_logged_in_plain_text(world, tmp_path, monke
         assert [request_row(world, r)["status"] for r in (produced, failed, waiting)] == [
             rq.SUCCESS, rq.FAILURE, rq.SUBMITTED]
         with world.work() as con:
-            pipeline.publish_warehouse(con, world.paths)
+            pipeline.publish_warehouse(con, world.get_warehouse())
         runs = instance.get_runs()
         assert len(runs) == 4  # the nightly run, then three passes (the first produces both)
         for run in runs:
@@ -1086,13 +1090,18 @@ def test_password_is_never_stored_or_logged_in_plain_text(world, tmp_path, monke
 
     data_dir = Path(world.data_dir)
     scanned = [p for p in data_dir.rglob("*") if p.is_file()] + [p for p in dagster_home.rglob("*") if p.is_file()]
-    assert {"work.duckdb", "requests.duckdb", "warehouse.duckdb"} <= {p.name for p in scanned}
+    assert {"work.duckdb", "requests.duckdb", "catalog.sqlite"} <= {p.name for p in scanned}
+    assert any(p.suffix == ".parquet" for p in scanned)  # the lake's data files
     assert any(p.suffix == ".db" for p in dagster_home.rglob("*"))  # Dagster's run and event storage
     needle = PASSWORD.encode("utf-8")
     assert files_containing(data_dir, needle) == []
     assert files_containing(dagster_home, needle) == []
-    for database in (world.paths.work_db, world.paths.requests_db, world.paths.warehouse):
+    for database in (world.paths.work_db, world.paths.requests_db):
         assert duckdb_cells_containing(database, PASSWORD) == []
+    with lake.reader(world.lake) as analyst:
+        assert cells_containing(analyst, lake.ALIAS, PASSWORD) == []
+        assert cells_containing(analyst, lake.ALIAS, produced) == ["ops.report_requests.request_id",
+                                                                   "ops.report_requests.file_path"]
     # The scan does find what is there: the request ids, in the queue and in Dagster's storage.
     assert duckdb_cells_containing(world.paths.requests_db, produced) == [
         "ops.report_requests.request_id", "ops.report_requests.file_path"]
@@ -1191,7 +1200,7 @@ def test_cli_request_list_process_and_open(tmp_path):
         return lines[0]
 
     ok("run", "--date", yesterday.isoformat())
-    assert (data / "warehouse.duckdb").exists()
+    assert (data / "warehouse" / "catalog.sqlite").exists()
 
     request_id = ok("request", "user_profile_exhaust", "--batch", LIVE, "--by", CREATOR, "--password-stdin",
                     stdin=PASSWORD + "\n").strip()

@@ -44,7 +44,7 @@ def test_every_store_is_owner_only_and_the_key_is_outside_the_data_directory(tmp
 
     cli("generate", "--learners", "200", "--days", "1", "--seed", "3", "--end-date", YESTERDAY.isoformat())
     cli("run", "--date", YESTERDAY.isoformat())
-    admin, batch = admin_and_largest_batch(data_dir / "warehouse.duckdb")
+    admin, batch = admin_and_largest_batch(data_dir)
     cli("request", "user_profile_exhaust", "--batch", batch, "--by", admin, "--password-stdin", stdin="a passphrase\n")
     cli("request", "course_progress_exhaust", "--batch", batch, "--by", admin)
     assert "Success" in cli("process-requests")

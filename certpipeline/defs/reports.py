@@ -71,19 +71,19 @@ def certificate_reports(context: dg.AssetExecutionContext, warehouse: WarehouseR
     deps=[certificate_reports],
     pool=WORK_POOL,
     group_name="publication",
-    kinds={"duckdb"},
-    description="warehouse.duckdb, swapped in atomically so analysts' read-only sessions always see a "
-    "complete run and never block the pipeline.",
+    kinds={"ducklake"},
+    description="The DuckLake analysts open: what this run changed, added as one new snapshot, so "
+    "read-only sessions always see complete runs and never block the pipeline.",
 )
 def published_warehouse(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     with warehouse.work() as con:
-        path = pipeline.publish_warehouse(con, warehouse.paths)
-        tables = con.sql(
-            "SELECT schema_name || '.' || table_name AS table_name, estimated_size AS rows "
-            "FROM duckdb_tables() WHERE database_name = current_database() AND schema_name IN ('reports', 'state', 'raw') ORDER BY 1"
-        ).pl()
+        published = pipeline.publish_warehouse(con, warehouse.get_warehouse())
     return dg.MaterializeResult(
-        metadata={"path": dg.MetadataValue.path(str(path)), "size_bytes": path.stat().st_size, **frame_metadata(tables)}
+        metadata={
+            "snapshot_id": published.snapshot_id,
+            "report_days": [day.isoformat() for day in published.report_days],
+            "landing_days": [day.isoformat() for day in published.landing_days],
+            "history_events": published.history_events,
+            "requests_changed": published.requests_changed,
+        }
     )
-
-

@@ -9,6 +9,7 @@ import dagster as dg
 import duckdb
 
 from certpipeline import pipeline
+from certpipeline.lake import LakeSettings
 from certpipeline.pipeline import DEFAULT_MEMORY_LIMIT, DEFAULT_RETENTION_DAYS, Warehouse
 from certpipeline.warehouse import LOCK_TIMEOUT_SECONDS, DataPaths, data_dir_from_env
 
@@ -46,27 +47,40 @@ class WarehouseResource(dg.ConfigurableResource):
     # The key that seals report passwords; kept outside the data directory.
     # Empty: CERTPIPELINE_SECRET_KEY_FILE, else ~/.config/certpipeline/secret.key.
     secret_key_file: str = ""
+    # The published lake's catalog (``sqlite:PATH`` or ``postgres:DSN``) and
+    # data folder; empty means warehouse/catalog.sqlite and warehouse/data/.
+    catalog: str = ""
+    lake_data_path: str = ""
 
     @classmethod
     def from_environment(cls) -> "WarehouseResource":
         """``CERTPIPELINE_DATA_DIR`` (default ``data/`` in the repository),
-        ``CERTPIPELINE_DUCKDB_MEMORY_LIMIT`` (default 1GB) and
-        ``CERTPIPELINE_RETENTION_DAYS`` (default 30)."""
+        ``CERTPIPELINE_DUCKDB_MEMORY_LIMIT`` (default 1GB),
+        ``CERTPIPELINE_RETENTION_DAYS`` (default 30), ``CERTPIPELINE_CATALOG``
+        and ``CERTPIPELINE_LAKE_DATA_PATH`` (default: a SQLite catalog and
+        Parquet files under ``warehouse/`` in the data directory)."""
         return cls(
             data_dir=str(data_dir_from_env()),
             duckdb_memory_limit=os.environ.get("CERTPIPELINE_DUCKDB_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT,
             retention_days=_retention_days(os.environ.get("CERTPIPELINE_RETENTION_DAYS")),
+            catalog=os.environ.get("CERTPIPELINE_CATALOG", ""),
+            lake_data_path=os.environ.get("CERTPIPELINE_LAKE_DATA_PATH", ""),
         )
 
     def get_warehouse(self) -> Warehouse:
         return Warehouse(pipeline.resolve_dir(self.data_dir), self.lock_timeout_seconds, self.duckdb_memory_limit,
                          self.retention_days,
-                         secret_key_file=pipeline.resolve_dir(self.secret_key_file) if self.secret_key_file else None)
+                         secret_key_file=pipeline.resolve_dir(self.secret_key_file) if self.secret_key_file else None,
+                         catalog=self.catalog, lake_data_path=self.lake_data_path)
 
     # Shorthands for the assets, which each need one of these.
     @property
     def paths(self) -> DataPaths:
         return self.get_warehouse().paths
+
+    @property
+    def lake(self) -> LakeSettings:
+        return self.get_warehouse().lake
 
     @contextmanager
     def work(self) -> Iterator[duckdb.DuckDBPyConnection]:

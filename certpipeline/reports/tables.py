@@ -46,6 +46,8 @@ def write_snapshots(con: duckdb.DuckDBPyConnection, day: dt.date, reports: dict[
             con.execute(f"INSERT INTO reports.{name} BY NAME SELECT * FROM snapshot")
             con.unregister("snapshot")
             crash_point("reports.table_written")
+        # The day's snapshots go to the lake at the next publication.
+        con.execute("INSERT INTO publication.pending_days VALUES ('reports', ?)", [day])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

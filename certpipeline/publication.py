@@ -1,0 +1,264 @@
+"""Publication: what changed in the working database goes into the lake.
+
+The working database (``pipeline/work.duckdb``) notes what each step changed
+in ``publication.pending_days`` (a landing day re-ingested by
+``ingestion.ingest_day``, a report day written by ``tables.write_snapshots``)
+and ``publication.pending_events`` (events whose history rows
+``state.refresh_history`` refreshed), in the step's own transaction. Publishing applies exactly those
+changes to the lake in one lake transaction (one new snapshot), then clears
+the notes: a night costs its own rows, whatever the warehouse holds. A crash
+after the lake commit only means the same changes are applied again, which
+changes nothing.
+
+Report tables are stored by change: ``report_versions.<table>`` holds each
+distinct row once per run of report dates it appears on, as ``valid_from`` /
+``valid_to`` (exclusive; NULL while it is still current), and
+``report_versions.report_dates`` the dates computed. The view
+``reports.<table>`` expands them, so ``WHERE report_date = D`` gives exactly
+D's snapshot. A row whose status moves with time (Valid -> Expiring soon ->
+Expired) is a different row on the day it moves, so it gets a new version
+then: the snapshot of every day is computed whole and only the difference is
+stored.
+
+Several writers (processes with their own working database, one shared
+catalog) serialize their lake transactions through ``publication.turn``: each
+publication updates its one row, so two concurrent ones conflict and the
+later retries against the new snapshot (``lake.with_retries``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import duckdb
+
+from certpipeline import state
+from certpipeline.faults import crash_point
+from certpipeline.lake import ALIAS, LakeSettings, attach, with_retries
+from certpipeline.reports.tables import REPORT_BUILDERS
+
+LANDING, REPORTS = "landing", "reports"
+
+PENDING_DDL = """
+CREATE SCHEMA IF NOT EXISTS publication;
+CREATE TABLE IF NOT EXISTS publication.pending_days (what VARCHAR NOT NULL, day DATE NOT NULL);
+CREATE TABLE IF NOT EXISTS publication.pending_events (event_id VARCHAR NOT NULL);
+"""
+
+# Tables copied per landing day.
+LANDING_TABLES = ("raw.rejected_events", "raw.landing_files")
+HISTORY_TABLES = tuple(state.HISTORY_TABLES.values())
+
+W = ALIAS  # the lake, attached in the work connection
+
+
+@dataclass(frozen=True)
+class Publication:
+    snapshot_id: int
+    landing_days: list[dt.date]
+    report_days: list[dt.date]
+    history_events: int
+    requests_changed: int
+
+
+def _columns(con: duckdb.DuckDBPyConnection, database: str, qualified: str) -> list[str]:
+    schema, table = qualified.split(".")
+    return [row[0] for row in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND schema_name = ? AND table_name = ? "
+        "ORDER BY column_index", [database, schema, table]).fetchall()]
+
+
+def _same(left: str, right: str, columns: list[str]) -> str:
+    return " AND ".join(f'{left}."{c}" IS NOT DISTINCT FROM {right}."{c}"' for c in columns)
+
+
+def _date(day: dt.date | None) -> str:
+    return "NULL::DATE" if day is None else f"DATE '{day.isoformat()}'"
+
+
+def report_view_sql(name: str) -> str:
+    return (
+        f"SELECT v.* EXCLUDE (valid_from, valid_to), d.report_date FROM report_versions.{name} v "
+        "JOIN report_versions.report_dates d "
+        "ON d.report_date >= v.valid_from AND (v.valid_to IS NULL OR d.report_date < v.valid_to)"
+    )
+
+
+def ensure_lake_schema(con: duckdb.DuckDBPyConnection, work: str, public_request_columns: str) -> None:
+    """Create what the lake lacks: tables shaped like the working ones, and the views."""
+    existing = {(s, t) for s, t in con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ? "
+        "UNION ALL SELECT schema_name, view_name FROM duckdb_views() WHERE database_name = ?", [W, W]).fetchall()}
+    missing = lambda qualified: tuple(qualified.split(".")) not in existing  # noqa: E731
+    wanted = ["publication.turn", "ops.report_requests", "report_versions.report_dates", *LANDING_TABLES,
+              *HISTORY_TABLES, *(f"{schema}.{name}" for name in REPORT_BUILDERS for schema in ("reports", "report_versions")),
+              *(f"state.{name}" for name in state.state_queries(state.NO_CUTOFF))]
+    if not any(missing(qualified) for qualified in wanted):
+        return
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for schema in ("reports", "report_versions", "raw", "state", "ops", "publication"):
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {W}.{schema}")
+        if missing("publication.turn"):
+            con.execute(f"CREATE TABLE {W}.publication.turn AS SELECT 0::BIGINT AS publications")
+        for qualified in (*LANDING_TABLES, *HISTORY_TABLES):
+            if missing(qualified):
+                con.execute(f"CREATE TABLE {W}.{qualified} AS SELECT * FROM {work}.{qualified} LIMIT 0")
+        if missing("ops.report_requests"):
+            con.execute(f"CREATE TABLE {W}.ops.report_requests AS SELECT {public_request_columns} "
+                        "FROM requests_now LIMIT 0")
+        if missing("report_versions.report_dates"):
+            con.execute(f"CREATE TABLE {W}.report_versions.report_dates (report_date DATE)")
+        for name in REPORT_BUILDERS:
+            if missing(f"report_versions.{name}"):
+                con.execute(f"CREATE TABLE {W}.report_versions.{name} AS SELECT * EXCLUDE (report_date), "
+                            f"report_date AS valid_from, report_date AS valid_to FROM {work}.reports.{name} LIMIT 0")
+        # Views bind their names in the catalog they are created in.
+        con.execute(f"USE {W}")
+        try:
+            for name in REPORT_BUILDERS:
+                if missing(f"reports.{name}"):
+                    con.execute(f"CREATE VIEW reports.{name} AS {report_view_sql(name)}")
+            for name, query in state.state_queries(state.NO_CUTOFF).items():
+                if missing(f"state.{name}"):
+                    con.execute(f"CREATE VIEW state.{name} AS {query}")
+        finally:
+            con.execute(f"USE {work}")
+        con.execute("COMMIT")
+    except BaseException:
+        _rollback(con)
+        raise
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back, unless the failed COMMIT already did."""
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass
+
+
+def set_report_day(con: duckdb.DuckDBPyConnection, work: str, name: str, day: dt.date, following: dt.date | None) -> None:
+    """Make ``reports.<name>`` at ``day`` equal the working snapshot, leaving every
+    other report date as it was. ``following`` is the next report date already
+    in the lake (versions only need to be right on report dates)."""
+    versions = f"{W}.report_versions.{name}"
+    columns = [c for c in _columns(con, work, f"reports.{name}") if c != "report_date"]
+    listed = ", ".join(f'"{c}"' for c in columns)
+    d, n = _date(day), _date(following)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE day_rows AS SELECT {listed} FROM {work}.reports.{name} "
+                f"WHERE report_date = {d}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE old_rows AS SELECT * FROM {versions} "
+                f"WHERE valid_from <= {d} AND (valid_to IS NULL OR valid_to > {d})")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE removed AS SELECT o.* FROM old_rows o "
+                f"ANTI JOIN day_rows n ON {_same('o', 'n', columns)}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE added AS SELECT n.* FROM day_rows n "
+                f"ANTI JOIN old_rows o ON {_same('n', 'o', columns)}")
+    if not con.execute("SELECT (SELECT count(*) FROM removed) + (SELECT count(*) FROM added)").fetchone()[0]:
+        return
+    # An added row identical to a version ending at `day` or starting at
+    # `following` extends it instead of starting a new one.
+    con.execute(f"CREATE OR REPLACE TEMP TABLE left_neighbours AS SELECT v.* FROM {versions} v "
+                f"SEMI JOIN added a ON {_same('v', 'a', columns)} WHERE v.valid_to = {d}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE right_neighbours AS SELECT v.* FROM {versions} v "
+                f"SEMI JOIN added a ON {_same('v', 'a', columns)} WHERE v.valid_from = {n}")
+    con.execute(
+        f"DELETE FROM {versions} v USING (SELECT * FROM removed UNION ALL SELECT * FROM left_neighbours "
+        f"UNION ALL SELECT * FROM right_neighbours) r WHERE {_same('v', 'r', columns)} AND v.valid_from = r.valid_from"
+    )
+    con.execute(f"""
+        INSERT INTO {versions} BY NAME
+        SELECT {listed}, valid_from, {d} AS valid_to FROM removed WHERE valid_from < {d}
+        UNION ALL
+        SELECT {listed}, {n} AS valid_from, valid_to FROM removed
+            WHERE {n} IS NOT NULL AND (valid_to IS NULL OR valid_to > {n})
+        UNION ALL
+        SELECT {', '.join(f'a."{c}"' for c in columns)},
+            coalesce(l.valid_from, {d}) AS valid_from,
+            CASE WHEN r.valid_from IS NOT NULL THEN r.valid_to ELSE {n} END AS valid_to
+        FROM added a
+        LEFT JOIN left_neighbours l ON {_same('a', 'l', columns)}
+        LEFT JOIN right_neighbours r ON {_same('a', 'r', columns)}
+    """)
+
+
+def _publish_once(con: duckdb.DuckDBPyConnection, work: str, landing_days: list[dt.date],
+                  report_days: list[dt.date], public_request_columns: str) -> int:
+    """One lake transaction applying every pending change; returns the requests changed."""
+    days_list = "[" + ", ".join(_date(d) for d in landing_days) + "]::DATE[]"
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"UPDATE {W}.publication.turn SET publications = publications + 1")
+        if landing_days:
+            for table in LANDING_TABLES:
+                con.execute(f"DELETE FROM {W}.{table} WHERE list_contains({days_list}, landing_date)")
+                con.execute(f"INSERT INTO {W}.{table} BY NAME SELECT * FROM {work}.{table} "
+                            f"WHERE list_contains({days_list}, landing_date)")
+        if con.execute("SELECT count(*) FROM published_events").fetchone()[0]:
+            # A history row's landing date is one of its event's copies', or a
+            # re-ingested day's: restricting the delete to those days lets the
+            # lake skip every file of other days by its statistics.
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE history_days AS "
+                f"SELECT DISTINCT landing_date FROM {work}.raw.events WHERE event_id IN (SELECT event_id FROM published_events) "
+                f"UNION SELECT unnest({days_list})"
+            )
+            for table in HISTORY_TABLES:
+                con.execute(f"DELETE FROM {W}.{table} WHERE landing_date IN (SELECT landing_date FROM history_days) "
+                            "AND event_id IN (SELECT event_id FROM published_events)")
+                con.execute(f"INSERT INTO {W}.{table} BY NAME SELECT * FROM {work}.{table} "
+                            "WHERE event_id IN (SELECT event_id FROM published_events)")
+        for day in sorted(report_days):
+            following = con.execute(f"SELECT min(report_date) FROM {W}.report_versions.report_dates "
+                                    f"WHERE report_date > {_date(day)}").fetchone()[0]
+            for name in REPORT_BUILDERS:
+                set_report_day(con, work, name, day, following)
+            con.execute(f"INSERT INTO {W}.report_versions.report_dates SELECT {_date(day)} "
+                        f"WHERE NOT EXISTS (SELECT 1 FROM {W}.report_versions.report_dates WHERE report_date = {_date(day)})")
+        # Requests: upsert the rows that differ (other writers' requests stay).
+        con.execute(f"CREATE OR REPLACE TEMP TABLE changed_requests AS SELECT {public_request_columns} FROM requests_now "
+                    f"EXCEPT SELECT {public_request_columns} FROM {W}.ops.report_requests")
+        changed = con.execute("SELECT count(*) FROM changed_requests").fetchone()[0]
+        if changed:
+            con.execute(f"DELETE FROM {W}.ops.report_requests WHERE request_id IN (SELECT request_id FROM changed_requests)")
+            con.execute(f"INSERT INTO {W}.ops.report_requests BY NAME SELECT * FROM changed_requests")
+        crash_point("publish.lake_written")
+        con.execute("COMMIT")
+    except BaseException:
+        _rollback(con)
+        raise
+    return changed
+
+
+def publish(con: duckdb.DuckDBPyConnection, settings: LakeSettings, public_request_columns: str) -> Publication:
+    """Apply the pending changes of the working database ``con`` to the lake.
+
+    The caller has put the request queue's public rows in the temp table
+    ``requests_now``."""
+    work = con.execute("SELECT current_database()").fetchone()[0]
+    con.execute(PENDING_DDL)
+    landing_days = [r[0] for r in con.execute(
+        "SELECT DISTINCT day FROM publication.pending_days WHERE what = ? ORDER BY 1", [LANDING]).fetchall()]
+    report_days = [r[0] for r in con.execute(
+        "SELECT DISTINCT day FROM publication.pending_days WHERE what = ? ORDER BY 1", [REPORTS]).fetchall()]
+    con.execute("CREATE OR REPLACE TEMP TABLE published_events AS SELECT DISTINCT event_id FROM publication.pending_events")
+    attach(con, settings, read_only=False, use=False)
+    try:
+        with_retries(lambda: ensure_lake_schema(con, work, public_request_columns))
+        changed = with_retries(lambda: _publish_once(con, work, landing_days, report_days, public_request_columns))
+        snapshot_id = con.execute(f"SELECT max(snapshot_id) FROM ducklake_snapshots('{W}')").fetchone()[0]
+    finally:
+        con.execute("USE " + work)
+        con.execute(f"DETACH {W}")
+    crash_point("publish.lake_committed")
+    # Only what this publication applied: nothing else writes the working
+    # database while we hold its lock, but say so explicitly.
+    con.execute("BEGIN TRANSACTION")
+    con.execute("DELETE FROM publication.pending_days WHERE (what = ? AND list_contains(?::DATE[], day)) "
+                "OR (what = ? AND list_contains(?::DATE[], day))", [LANDING, landing_days, REPORTS, report_days])
+    con.execute("DELETE FROM publication.pending_events WHERE event_id IN (SELECT event_id FROM published_events)")
+    con.execute("COMMIT")
+    return Publication(snapshot_id=snapshot_id, landing_days=landing_days, report_days=report_days,
+                       history_events=con.execute("SELECT count(*) FROM published_events").fetchone()[0],
+                       requests_changed=changed)

@@ -1,0 +1,129 @@
+"""The published warehouse is a DuckLake: report rows stored by change,
+served by date, whatever order the days are computed in."""
+
+import datetime as dt
+
+from certpipeline import lake, maintenance
+from certpipeline.definitions import defs
+from certpipeline_tests.conftest import contents, published, query, run_nightly
+
+LANDED = "2026-10-20"
+ISSUED = dt.date(2026, 10, 25)
+EXPIRES = dt.date(2026, 11, 25)  # one month of validity
+# Report days around the award's life, computed out of order, one twice.
+RUN_ORDER = ["2026-10-20", "2026-11-25", "2026-10-26", "2026-10-25", "2026-11-24", "2026-11-26", "2026-10-24",
+             "2026-10-26"]
+
+
+def _world(landing):
+    landing.user(LANDED, "u-1", name="Ada", email="ada@example.com")
+    landing.course(LANDED, "c-1")
+    landing.certificate(LANDED, "k-1", validity_months=1)
+    landing.session(LANDED, "s-1", "c-1", "k-1")
+    landing.enroll(LANDED, "n-1", "u-1", "s-1")
+    # Landed on the first day, issued five days later: counted from then on.
+    landing.award(LANDED, "a-1", "u-1", "k-1", issued_at=f"{ISSUED}T10:00:00Z", enrollment_id="n-1")
+    for day in RUN_ORDER:
+        landing.folder(day)
+
+
+def _learner_row(status, day):
+    delivered = (ISSUED, EXPIRES) if status != "Not obtained" else (None, None)
+    return ("k-1", "u-1", "Ada", "ada@example.com", status, *delivered, dt.date.fromisoformat(day))
+
+
+EXPECTED_STATUS = {
+    "2026-10-20": "Not obtained",
+    "2026-10-24": "Not obtained",
+    "2026-10-25": "Valid",  # expires 31 days later
+    "2026-10-26": "Expiring soon",  # within 30 days
+    "2026-11-24": "Expiring soon",
+    "2026-11-25": "Expired",  # on the expiration date
+    "2026-11-26": "Expired",
+}
+
+
+def test_each_report_date_serves_exactly_its_rows_and_unchanged_rows_are_stored_once(landing, warehouse, instance):
+    _world(landing)
+    for day in RUN_ORDER:
+        assert run_nightly(warehouse, day, instance).success
+    for day, status in EXPECTED_STATUS.items():
+        assert published(warehouse, "SELECT * FROM reports.path_certificate_learners WHERE report_date = ?",
+                         [dt.date.fromisoformat(day)]) == [_learner_row(status, day)], day
+    assert published(warehouse, "SELECT count(*) FROM reports.path_certificate_learners WHERE report_date = ?",
+                     [dt.date(2026, 10, 21)]) == [(0,)]  # never computed
+    # One stored version per distinct row: the status moved three times.
+    assert published(warehouse, "SELECT latest_status, valid_from::VARCHAR, valid_to::VARCHAR "
+                                 "FROM report_versions.path_certificate_learners ORDER BY valid_from") == [
+        ("Not obtained", "2026-10-20", "2026-10-25"),
+        ("Valid", "2026-10-25", "2026-10-26"),
+        ("Expiring soon", "2026-10-26", "2026-11-25"),
+        ("Expired", "2026-11-25", None),
+    ]
+    assert published(warehouse, "SELECT count(*) FROM report_versions.course_batch_dashboard") == [(1,)]
+    # Every report table, every day: the lake's view equals the working snapshots.
+    for table in ("certificate_type_totals", "path_certificate_stats", "path_certificate_learners",
+                  "learner_certificate_history", "course_batch_dashboard"):
+        every_row = f"SELECT * FROM reports.{table} ORDER BY ALL"
+        assert published(warehouse, every_row) == query(warehouse, every_row), table
+
+
+def test_time_travel_reads_an_earlier_night(landing, warehouse, instance):
+    _world(landing)
+    assert run_nightly(warehouse, "2026-10-20", instance).success
+    with lake.reader(warehouse.lake) as con:
+        first_night = con.sql("SELECT max(snapshot_id) FROM ducklake_snapshots('warehouse')").fetchall()[0][0]
+    assert run_nightly(warehouse, "2026-10-25", instance).success
+    assert published(warehouse, "SELECT DISTINCT report_date::VARCHAR FROM reports.course_batch_dashboard "
+                                f"AT (VERSION => {first_night})") == [("2026-10-20",)]
+    assert published(warehouse, "SELECT count(*) FROM reports.course_batch_dashboard") == [(2,)]
+
+
+def test_lake_files_are_readable_by_their_owner_only(landing, warehouse, instance):
+    _world(landing)
+    assert run_nightly(warehouse, "2026-10-20", instance).success
+    root = warehouse.paths.warehouse
+    assert (root.stat().st_mode & 0o777) == 0o700
+    assert ((root / "data").stat().st_mode & 0o777) == 0o700
+    assert ((root / "catalog.sqlite").stat().st_mode & 0o777) == 0o600
+
+
+def test_maintenance_bounds_the_file_count_and_changes_no_row(landing, warehouse, instance):
+    _world(landing)
+    # More learners than DuckLake inlines in its catalog (10 rows), so each
+    # status change writes Parquet files.
+    for n in range(2, 16):
+        landing.user(LANDED, f"u-{n}")
+        landing.enroll(LANDED, f"n-{n}", f"u-{n}", "s-1")
+        landing.award(LANDED, f"a-{n}", f"u-{n}", "k-1", issued_at=f"{ISSUED}T10:00:00Z", enrollment_id=f"n-{n}")
+    for day in RUN_ORDER:
+        assert run_nightly(warehouse, day, instance).success
+    with lake.reader(warehouse.lake) as con:
+        before = contents(con, lake.ALIAS)
+        tables = con.sql("SELECT count(*) FROM duckdb_tables() WHERE database_name = 'warehouse'").fetchall()[0][0]
+    files_before = maintenance.files_on_disk(warehouse.lake)
+    # Keep nothing old, so the bound shows at once (production keeps 30 days).
+    done = maintenance.maintain(warehouse.lake, keep_snapshots=dt.timedelta(0), keep_unused_files=dt.timedelta(0))
+    files_after = maintenance.files_on_disk(warehouse.lake)
+    # At most one file per table, whatever the number of nights.
+    assert files_after == done.data_files_after <= tables, (files_before, done)
+    assert files_after < files_before
+    with lake.reader(warehouse.lake) as con:
+        assert contents(con, lake.ALIAS) == before
+    # The nightly job keeps publishing onto the compacted lake.
+    assert run_nightly(warehouse, "2026-11-26", instance).success
+    assert published(warehouse, "SELECT latest_status, count(*) FROM reports.path_certificate_learners "
+                                "WHERE report_date = DATE '2026-11-26' GROUP BY ALL") == [("Expired", 15)]
+
+
+def test_maintenance_job_runs_from_the_definitions(landing, warehouse, instance):
+    _world(landing)
+    assert run_nightly(warehouse, LANDED, instance).success
+    job = defs.resolve_job_def("lake_maintenance_job")
+    result = job.execute_in_process(instance=instance, resources={"warehouse": warehouse})
+    assert result.success
+    [output] = [event for event in result.all_events if event.is_successful_output]
+    metadata = output.step_output_data.metadata
+    # Production retention keeps today's snapshots; the inlined rows are flushed and merged.
+    assert metadata["snapshots_expired"].value == 0
+    assert 0 < metadata["data_files_after"].value <= metadata["data_files_before"].value + 13
