@@ -22,6 +22,9 @@ time and peak memory (ru_maxrss) are its own:
   check that both files hold the same CSV;
 - nightly: ``certpipeline run --date`` of day N+1 on top of the N-day backfill,
   and of day 2 on top of day 1;
+- publication: the ``published_warehouse`` step of those two nightly runs (from
+  their Dagster instance), and the bytes each adds to the lake (catalog and
+  Parquet), against one full day of report snapshots written as Parquet;
 - backfill: ``certpipeline run --from day1 --to dayN``: time and peak memory.
 
 It prints a table of figures, ratios and verdicts against the targets and writes
@@ -56,6 +59,8 @@ TARGETS = {
     "reports": 1.5,  # report assets <= 1.5x the SQL floor
     "exhaust": 1.3,  # request production <= 1.3x COPY + AES zip
     "nightly": 1.5,  # day N+1 on N days <= 1.5x day 2 on 1 day
+    "publication": 1.2,  # publishing night N+1 <= 1.2x publishing night 2
+    "lake_bytes": 0.25,  # bytes a night adds to the lake <= a quarter of one day's report snapshots
     "backfill_peak_gib": 4.0,  # full backfill peak memory < 4 GiB (1M learners x 30 days)
 }
 
@@ -260,7 +265,34 @@ def step_exhaust_check(params: dict) -> dict:
     }
 
 
+def step_publication(params: dict) -> dict:
+    """The publication step of the data directory's latest run (from its Dagster
+    instance), and what one full day of report snapshots weighs as Parquet."""
+    import dagster as dg
+    import duckdb
+
+    from certpipeline.reports.tables import REPORT_BUILDERS
+
+    data_dir = Path(params["data_dir"])
+    with dg.DagsterInstance.from_config(str(data_dir / "dagster_home")) as instance:
+        run = instance.get_runs(limit=1)[0]
+        [stats] = [s for s in instance.get_run_step_stats(run.run_id) if s.step_key == "published_warehouse"]
+    snapshot_bytes = 0
+    con = duckdb.connect(str(data_dir / "pipeline" / "work.duckdb"), read_only=True)
+    try:
+        for name in REPORT_BUILDERS:
+            target = data_dir / f"snapshot-{name}.parquet"
+            con.execute(f"COPY (SELECT * FROM reports.{name} WHERE report_date = ?) TO '{target}' (FORMAT parquet)",
+                        [dt.date.fromisoformat(params["day"])])
+            snapshot_bytes += target.stat().st_size
+            target.unlink()
+    finally:
+        con.close()
+    return {"publication_seconds": stats.end_time - stats.start_time, "day_snapshot_bytes": snapshot_bytes}
+
+
 STEPS = {
+    "publication": step_publication,
     "ingest_floor": step_ingest_floor,
     "ingest_pipeline": step_ingest_pipeline,
     "report_floor": step_report_floor,
@@ -434,13 +466,21 @@ class Bench:
         # 4. Nightly: day N+1 on N days, day 2 on day 1.
         self.say(f"nightly {nightly} on {a.days} days, and {second} on 1 day")
         last_dir = self.copy_of(backfill_dir, "nightly_last", everything=True)
+        lake_before = _bytes_under(last_dir / "warehouse")
         r["nightly_last"] = self.cli("nightly_last", last_dir, "run", "--date", nightly.isoformat())
         r["nightly_last"]["day"] = nightly.isoformat()
+        r["nightly_last"]["lake_bytes_added"] = _bytes_under(last_dir / "warehouse") - lake_before
+        r["nightly_last"]["publication"] = self.step("publication_last", "publication", data_dir=str(last_dir),
+                                                     day=nightly.isoformat())
         shutil.rmtree(last_dir)
         second_dir = self.data_dir("nightly_second")
         r["nightly_first_setup"] = self.cli("nightly_day1_setup", second_dir, "run", "--date", first.isoformat())
+        lake_before = _bytes_under(second_dir / "warehouse")
         r["nightly_second"] = self.cli("nightly_second", second_dir, "run", "--date", second.isoformat())
         r["nightly_second"]["day"] = second.isoformat()
+        r["nightly_second"]["lake_bytes_added"] = _bytes_under(second_dir / "warehouse") - lake_before
+        r["nightly_second"]["publication"] = self.step("publication_second", "publication", data_dir=str(second_dir),
+                                                       day=second.isoformat())
         shutil.rmtree(second_dir)
 
         # 5. Ingest, reports and exhaust of day N+1 on a copy of the backfill.
@@ -488,6 +528,11 @@ class Bench:
 # -- the printed table --------------------------------------------------------
 
 
+def _bytes_under(folder: Path) -> int:
+    """Bytes of every file under ``folder`` (the lake: catalog and Parquet)."""
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.exists() else 0
+
+
 def _ratio(a, b):
     return a / b if b else float("inf")
 
@@ -499,7 +544,7 @@ def summarize(r: dict) -> tuple[list[dict], str]:
 
     def add(measure, pipeline_s, pipeline_kb, floor_s, floor_kb, target, note="", metric="time"):
         ratio = _ratio(pipeline_s, floor_s) if floor_s is not None else None
-        if metric == "time":
+        if metric in ("time", "ratio"):
             ok = ratio is not None and ratio <= target
             target_text = f"<= {target}x"
         else:  # peak memory
@@ -527,6 +572,15 @@ def summarize(r: dict) -> tuple[list[dict], str]:
         x["floor"]["seconds"], x["floor"]["peak_rss_kb"], TARGETS["exhaust"],
         f"{x['pipeline']['rows']:,} rows; same CSV as floor: {'yes (' + x['check']['how'] + ')' if x['check']['same'] else 'NO'}")
     n, s = r["nightly_last"], r["nightly_second"]
+    np, sp = n["publication"], s["publication"]
+    add(f"publication {n['day']} on {c['days']} days vs {s['day']} on 1 day", np["publication_seconds"], None,
+        sp["publication_seconds"], None, TARGETS["publication"],
+        "the published_warehouse step of those two runs (one lake snapshot each)")
+    add(f"lake bytes added by night {n['day']} / one day's snapshots", n["lake_bytes_added"] / 1e6, None,
+        np["day_snapshot_bytes"] / 1e6, None, TARGETS["lake_bytes"],
+        f"MB, not seconds: {n['lake_bytes_added']:,} bytes added (catalog + Parquet) against "
+        f"{np['day_snapshot_bytes']:,} for the day's five report snapshots as Parquet; "
+        f"night 2 added {s['lake_bytes_added']:,}", metric="ratio")
     add(f"nightly {n['day']} on {c['days']} days vs {s['day']} on 1 day", n["seconds"], n["peak_rss_kb"], s["seconds"],
         s["peak_rss_kb"], TARGETS["nightly"],
         f"whole `certpipeline run --date` processes; in-run day time {n['day_seconds'][-1] if n['day_seconds'] else '?'}s "
@@ -546,7 +600,8 @@ def summarize(r: dict) -> tuple[list[dict], str]:
         floor_m = f"{row['floor_peak_mib']:,.0f}" if row["floor_peak_mib"] else "-"
         ratio = f"{row['ratio']:.2f}x" if row["ratio"] is not None else "-"
         lines.append(
-            f"{row['measure']:<56}{row['pipeline_seconds']:>11.2f}{row['pipeline_peak_mib']:>10,.0f}{floor_s:>10}{floor_m:>10}"
+            f"{row['measure']:<56}{row['pipeline_seconds']:>11.2f}"
+            f"{format(row['pipeline_peak_mib'], ',.0f') if row['pipeline_peak_mib'] else '-':>10}{floor_s:>10}{floor_m:>10}"
             f"{ratio:>9}  {row['target']:<16}{'ok' if row['meets_target'] else 'MISSED':<8}"
         )
         lines.append(f"{'':<4}{row['note']}")
