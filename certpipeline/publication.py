@@ -243,7 +243,7 @@ def publish(con: duckdb.DuckDBPyConnection, settings: LakeSettings, public_reque
     report_days = [r[0] for r in con.execute(
         "SELECT DISTINCT day FROM publication.pending_days WHERE what = ? ORDER BY 1", [REPORTS]).fetchall()]
     con.execute("CREATE OR REPLACE TEMP TABLE published_events AS SELECT DISTINCT event_id FROM publication.pending_events")
-    attach(con, settings, read_only=False, use=False)
+    with_retries(lambda: attach(con, settings, read_only=False, use=False))
     try:
         with_retries(lambda: ensure_lake_schema(con, work, public_request_columns))
         changed = with_retries(lambda: _publish_once(con, work, landing_days, report_days, public_request_columns))
