@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import httpx
 import pytest
 
+from certpipeline import lake
 from certpipeline import report_requests as rq
 from certpipeline.defs.resources import WarehouseResource
 from certpipeline.pipeline import Warehouse
@@ -368,12 +368,9 @@ def test_post_produce_download_expire_and_the_password_is_nowhere(server, token,
         assert header[4:9] == ["User UUID", "User Name", "Email ID", "Registration Date", "User Status"]
         assert [r["User UUID"] for r in rows] == ["u-gone", "u-l1", L2]
         # The published warehouse shows it, as after the CLI's process-requests.
-        analyst = duckdb.connect(str(server.data_dir / "warehouse.duckdb"), read_only=True)
-        try:
+        with lake.reader(server.warehouse.lake) as analyst:
             assert analyst.execute("SELECT status FROM ops.report_requests WHERE request_id = ?",
                                    [request_id]).fetchone() == (rq.SUCCESS,)
-        finally:
-            analyst.close()
 
         # 31 days later, the retention pass (the service under an injected clock) deletes the file.
         later = dataclasses.replace(server.warehouse, clock=lambda: completed + dt.timedelta(days=31))

@@ -103,6 +103,7 @@ def test_webserver_loads_every_asset_schedule_and_sensor(tmp_path):
         "reports/path_certificate_learners", "reports/path_certificate_stats",
     ]
     assert sorted((s["name"], s["cronSchedule"], s["scheduleState"]["status"]) for s in repository["schedules"]) == [
+        ("lake_maintenance_job_schedule", "0 4 * * *", "RUNNING"),
         ("nightly_job_schedule", "0 2 * * *", "RUNNING"),
         ("nightly_request_schedule", "30 2 * * *", "RUNNING"),
         ("report_retention_job_schedule", "0 3 * * *", "RUNNING"),
