@@ -524,7 +524,7 @@ def cmd_doctor(args) -> int:
     from certpipeline.doctor import diagnose
 
     warehouse = _warehouse()
-    findings = diagnose(warehouse.paths, warehouse.get_warehouse().vault, dagster_home())
+    findings = diagnose(warehouse.paths, warehouse.lake, warehouse.get_warehouse().vault, dagster_home())
     for finding in findings:
         print(finding.line())
     problems = [f for f in findings if not f.ok]

@@ -7,7 +7,8 @@ problem and the one command or step that fixes it. Recovery rules:
 - the working store (``pipeline/work.duckdb``) is derived from the landing
   files alone: deleting it and re-running every landing day rebuilds the
   same warehouse;
-- the published warehouse is a copy: the next ``run`` publishes it again;
+- the published warehouse (a DuckLake) is derived from the working store:
+  moved aside, the next ``run`` publishes everything again into a new lake;
 - the request queue is the only record of waiting requests: moved aside, the
   requests it held must be filed again (ended ones stay in the warehouse's
   ``ops.report_requests``);
@@ -26,6 +27,7 @@ from pathlib import Path
 import duckdb
 from cryptography.fernet import Fernet
 
+from certpipeline import lake
 from certpipeline.password_vault import KEY_ENVIRONMENT_VARIABLE, PasswordVault
 from certpipeline.warehouse import (
     PRIVATE_DIRECTORY_MODE,
@@ -110,7 +112,28 @@ def check_database(store: str, path: Path, lock: Path | None, probe: str, remedy
     return _mode_problem(store, path, PRIVATE_FILE_MODE) or Finding(store, path)
 
 
-def check_stores(paths: DataPaths) -> list[Finding]:
+def check_lake(paths: DataPaths, settings: lake.LakeSettings) -> Finding:
+    """The published lake opens read-only the way analysts open it, and its
+    local catalog is its owner's only."""
+    store, last_day = "published warehouse", (_landing_days(paths) or ["<last landing day>"])[-1]
+    where = settings.sqlite_file or Path(settings.catalog)
+    if not settings.exists():
+        missing = "run `certpipeline run` for a landing day to publish it"
+        return Finding(store, where, "does not exist", missing) if paths.work_db.exists() else Finding(store, where)
+    try:
+        with lake.reader(settings) as con:
+            con.execute("SELECT count(*) FROM reports.course_batch_dashboard").fetchall()
+    except duckdb.Error as error:
+        aside = (f"move the lake aside (`mv {paths.warehouse} {paths.warehouse}.broken`)" if settings.sqlite_file
+                 else "drop or rename the catalog database")
+        return Finding(store, where, f"cannot be opened ({type(error).__name__}: {' '.join(str(error).split())[:160]})",
+                       f"{aside} and publish it again: `certpipeline run --date {last_day}` (a new lake gets everything)")
+    if settings.sqlite_file:
+        return _mode_problem(store, settings.sqlite_file, PRIVATE_FILE_MODE) or Finding(store, where)
+    return Finding(store, where)
+
+
+def check_stores(paths: DataPaths, settings: lake.LakeSettings) -> list[Finding]:
     work_wal = paths.work_db.with_name(paths.work_db.name + ".wal")
     return [
         check_database(
@@ -125,11 +148,7 @@ def check_stores(paths: DataPaths) -> list[Finding]:
             "must be filed again (ended ones stay in the warehouse's ops.report_requests)",
             "",
         ),
-        check_database(
-            "published warehouse", paths.warehouse, None, "SELECT count(*) FROM reports.course_batch_dashboard",
-            f"publish it again: `certpipeline run --date {(_landing_days(paths) or ['<last landing day>'])[-1]}`",
-            "run `certpipeline run` for a landing day to publish it" if paths.work_db.exists() else "",
-        ),
+        check_lake(paths, settings),
     ]
 
 
@@ -182,8 +201,8 @@ def check_dagster_home(home: Path) -> Finding:
     return Finding("Dagster home", home)
 
 
-def diagnose(paths: DataPaths, vault: PasswordVault, dagster_home: Path) -> list[Finding]:
+def diagnose(paths: DataPaths, settings: lake.LakeSettings, vault: PasswordVault, dagster_home: Path) -> list[Finding]:
     findings = [check_data_directory(paths)]
     if paths.root.is_dir():
-        findings += check_stores(paths)
+        findings += check_stores(paths, settings)
     return findings + [check_secret_key(vault, paths), check_dagster_home(dagster_home)]

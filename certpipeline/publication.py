@@ -85,6 +85,12 @@ def report_view_sql(name: str) -> str:
     )
 
 
+def lake_is_new(con: duckdb.DuckDBPyConnection) -> bool:
+    """No publication ever committed to the attached lake."""
+    return not con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'publication' "
+                           "AND table_name = 'turn'", [W]).fetchone()[0]
+
+
 def ensure_lake_schema(con: duckdb.DuckDBPyConnection, work: str, public_request_columns: str) -> None:
     """Create what the lake lacks: tables shaped like the working ones, and the views."""
     existing = {(s, t) for s, t in con.execute(
@@ -129,6 +135,19 @@ def ensure_lake_schema(con: duckdb.DuckDBPyConnection, work: str, public_request
     except BaseException:
         _rollback(con)
         raise
+
+
+def note_everything_pending(con: duckdb.DuckDBPyConnection) -> None:
+    """Note every landing day, history row and report day of the working
+    database as changed, so that the next publication copies it all: what a
+    new (or moved-aside and recreated) lake needs."""
+    reports = " UNION ".join(f"SELECT report_date FROM reports.{name}" for name in REPORT_BUILDERS)
+    histories = " UNION ALL ".join(f"SELECT event_id FROM {table}" for table in HISTORY_TABLES)
+    con.execute("BEGIN TRANSACTION")
+    con.execute(f"INSERT INTO publication.pending_days SELECT DISTINCT '{LANDING}', landing_date FROM raw.landing_files")
+    con.execute(f"INSERT INTO publication.pending_days SELECT '{REPORTS}', report_date FROM ({reports})")
+    con.execute(f"INSERT INTO publication.pending_events {histories}")
+    con.execute("COMMIT")
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:
@@ -238,14 +257,19 @@ def publish(con: duckdb.DuckDBPyConnection, settings: LakeSettings, public_reque
     ``requests_now``."""
     work = con.execute("SELECT current_database()").fetchone()[0]
     con.execute(PENDING_DDL)
-    landing_days = [r[0] for r in con.execute(
-        "SELECT DISTINCT day FROM publication.pending_days WHERE what = ? ORDER BY 1", [LANDING]).fetchall()]
-    report_days = [r[0] for r in con.execute(
-        "SELECT DISTINCT day FROM publication.pending_days WHERE what = ? ORDER BY 1", [REPORTS]).fetchall()]
-    con.execute("CREATE OR REPLACE TEMP TABLE published_events AS SELECT DISTINCT event_id FROM publication.pending_events")
     with_retries(lambda: attach(con, settings, read_only=False, use=False))
     try:
+        # Noted before the lake exists, so that a crash in between still
+        # leaves everything to publish.
+        if lake_is_new(con):
+            note_everything_pending(con)
         with_retries(lambda: ensure_lake_schema(con, work, public_request_columns))
+        landing_days = [r[0] for r in con.execute(
+            "SELECT DISTINCT day FROM publication.pending_days WHERE what = ? ORDER BY 1", [LANDING]).fetchall()]
+        report_days = [r[0] for r in con.execute(
+            "SELECT DISTINCT day FROM publication.pending_days WHERE what = ? ORDER BY 1", [REPORTS]).fetchall()]
+        con.execute("CREATE OR REPLACE TEMP TABLE published_events AS "
+                    "SELECT DISTINCT event_id FROM publication.pending_events")
         changed = with_retries(lambda: _publish_once(con, work, landing_days, report_days, public_request_columns))
         snapshot_id = con.execute(f"SELECT max(snapshot_id) FROM ducklake_snapshots('{W}')").fetchone()[0]
     finally:

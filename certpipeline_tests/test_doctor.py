@@ -11,15 +11,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
 import pytest
 
+from certpipeline import lake
 from certpipeline.doctor import diagnose
 from certpipeline.generate import generate_landing
 from certpipeline.password_vault import PasswordVault
 from certpipeline.warehouse import DataPaths
 from certpipeline_tests.conftest import admin_and_largest_batch
-from certpipeline_tests.test_crash_safety import database_contents
+from certpipeline_tests.test_crash_safety import warehouse_contents
 
 LAST_DAY = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
 FIRST_DAY = LAST_DAY - dt.timedelta(days=1)
@@ -55,8 +55,8 @@ def root(healthy_source, tmp_path) -> Path:
 
 def findings(root: Path) -> dict[str, str]:
     paths = DataPaths(root / "data")
-    found = diagnose(paths, PasswordVault(root / "config" / "secret.key", paths.pipeline / "secret.key"),
-                     root / "dagster_home")
+    found = diagnose(paths, lake.LakeSettings.under(paths.root),
+                     PasswordVault(root / "config" / "secret.key", paths.pipeline / "secret.key"), root / "dagster_home")
     return {f.store: f.line() for f in found}
 
 
@@ -69,7 +69,7 @@ def test_a_healthy_installation_is_all_ok_and_exits_0(root):
         f"ok       data directory {data}",
         f"ok       work database {data / 'pipeline' / 'work.duckdb'}",
         f"ok       request queue {data / 'pipeline' / 'requests.duckdb'}",
-        f"ok       published warehouse {data / 'warehouse.duckdb'}",
+        f"ok       published warehouse {data / 'warehouse' / 'catalog.sqlite'}",
         f"ok       secret key {root / 'config' / 'secret.key'}",
         f"ok       Dagster home {root / 'dagster_home'}",
     ]
@@ -78,7 +78,7 @@ def test_a_healthy_installation_is_all_ok_and_exits_0(root):
 @pytest.mark.slow
 def test_a_corrupt_work_store_is_rebuilt_as_doctor_says_into_the_same_warehouse(root):
     data = root / "data"
-    before = database_contents(data / "warehouse.duckdb")
+    before = warehouse_contents(data)
     # The queue is published as it is now (with the request still waiting): compared on its own.
     before.pop("ops.report_requests")
     work = data / "pipeline" / "work.duckdb"
@@ -94,15 +94,38 @@ def test_a_corrupt_work_store_is_rebuilt_as_doctor_says_into_the_same_warehouse(
     # Do as it says.
     work.unlink()
     assert cli(root, "run", "--from", FIRST_DAY.isoformat(), "--to", LAST_DAY.isoformat()).returncode == 0
-    after = database_contents(data / "warehouse.duckdb")
+    after = warehouse_contents(data)
     after.pop("ops.report_requests")
     assert after == before
-    con = duckdb.connect(str(data / "warehouse.duckdb"), read_only=True)
-    try:
+    with lake.reader(lake.LakeSettings.under(data)) as con:
         statuses = con.sql("SELECT status FROM ops.report_requests ORDER BY requested_at").fetchall()
-    finally:
-        con.close()
     assert statuses == [("Success",), ("Submitted",)]
+    assert cli(root, "doctor").returncode == 0
+
+
+@pytest.mark.slow
+def test_a_corrupt_lake_is_moved_aside_as_doctor_says_and_published_whole_again(root):
+    data = root / "data"
+    before = warehouse_contents(data)
+    # The queue is published as it is now (with the request still waiting): compared on its own.
+    before.pop("ops.report_requests")
+    catalog = data / "warehouse" / "catalog.sqlite"
+    catalog.write_bytes(b"\x00garbage" * 4096)
+    for journal in catalog.parent.glob("catalog.sqlite-*"):
+        journal.unlink()
+    done = cli(root, "doctor")
+    assert done.returncode == 1
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("PROBLEM")]
+    assert line.startswith(f"PROBLEM  published warehouse {catalog}: cannot be opened (")
+    assert line.endswith(f"move the lake aside (`mv {data / 'warehouse'} {data / 'warehouse'}.broken`) and publish "
+                         f"it again: `certpipeline run --date {LAST_DAY}` (a new lake gets everything)")
+    # Do as it says: the new lake holds every day, not only the one re-run.
+    (data / "warehouse").rename(data / "warehouse.broken")
+    assert cli(root, "run", "--date", LAST_DAY.isoformat()).returncode == 0
+    after = warehouse_contents(data)
+    assert [row[5] for row in sorted(after.pop("ops.report_requests"), key=lambda row: row[0])] == [
+        "Success", "Submitted"]
+    assert after == before
     assert cli(root, "doctor").returncode == 0
 
 
@@ -111,7 +134,7 @@ def test_each_problem_says_what_to_do(root):
     data = root / "data"
     queue, key, home = data / "pipeline" / "requests.duckdb", root / "config" / "secret.key", root / "dagster_home"
     queue.write_bytes(b"not a queue")
-    os.chmod(data / "warehouse.duckdb", 0o644)
+    os.chmod(data / "warehouse" / "catalog.sqlite", 0o644)
     os.chmod(data, 0o755)
     os.chmod(key, 0o644)
     shutil.rmtree(home)
@@ -124,7 +147,7 @@ def test_each_problem_says_what_to_do(root):
     assert found["request queue"].endswith(f"move it aside (`mv {queue} {queue}.broken`); requests still waiting "
                                            "in it must be filed again (ended ones stay in the warehouse's "
                                            "ops.report_requests)")
-    warehouse = data / "warehouse.duckdb"
+    warehouse = data / "warehouse" / "catalog.sqlite"
     assert found["published warehouse"] == (
         f"PROBLEM  published warehouse {warehouse}: mode 0644 owned by uid {uid}, should be 0600 owned by uid {uid}; "
         f"run `chown {uid} {warehouse} && chmod 600 {warehouse}`")

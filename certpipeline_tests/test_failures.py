@@ -13,12 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from certpipeline import cli
+from certpipeline import cli, lake
 from certpipeline.defs.resources import WarehouseResource
 from certpipeline.generate import generate_landing
 from certpipeline_tests.conftest import admin_and_largest_batch
@@ -74,7 +73,7 @@ def test_any_password_bytes_give_one_line_and_a_non_zero_exit(tmp_path, monkeypa
         assert line == "certpipeline request: the password is not valid UTF-8"
         return
     assert line == ("certpipeline request: the password is empty" if not password
-                    else f"certpipeline request: no warehouse at {tmp_path / 'empty' / 'warehouse.duckdb'} yet; "
+                    else f"certpipeline request: no warehouse at sqlite:{tmp_path / 'empty' / 'warehouse' / 'catalog.sqlite'} yet; "
                     "run `certpipeline run` first")
 
 
@@ -95,12 +94,12 @@ def test_a_non_utf8_password_from_stdin_or_a_file_is_one_line(tmp_path):
 @pytest.mark.parametrize("content", [b"", b"this is not a database" * 1000], ids=["empty", "corrupt"])
 def test_a_corrupt_or_empty_warehouse_is_one_line_when_filing(tmp_path, content):
     data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    (data_dir / "warehouse.duckdb").write_bytes(content)
+    catalog = data_dir / "warehouse" / "catalog.sqlite"
+    catalog.parent.mkdir(parents=True)
+    catalog.write_bytes(content)
     done = run_cli(data_dir, "request", "course_progress_exhaust", "--batch", "b-1", "--by", "u-1")
     line = failure_line(done)
-    assert line.startswith(f"certpipeline request: the published warehouse {data_dir / 'warehouse.duckdb'} "
-                           "cannot be read ("), line
+    assert line.startswith(f"certpipeline request: the published warehouse sqlite:{catalog} cannot be read ("), line
     assert line.endswith("publish it again with `certpipeline run --date <last day>` (see `certpipeline doctor`)")
 
 
@@ -114,34 +113,35 @@ def generated(tmp_path) -> Path:
     return data_dir
 
 
-def staging_files(data_dir: Path) -> list[str]:
-    return sorted(p.name for p in data_dir.glob(".warehouse.*"))
+def published_days(data_dir: Path) -> list[dt.date]:
+    """The report dates the lake holds; [] before any publication committed."""
+    published = lake.LakeSettings.under(data_dir)
+    if not published.exists():
+        return []
+    with lake.reader(published) as con:
+        if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'report_versions' "
+                           "AND table_name = 'report_dates'").fetchone()[0]:
+            return []
+        return [day for (day,) in con.sql("SELECT report_date FROM report_versions.report_dates ORDER BY 1").fetchall()]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("point", ["ingest.file_loaded", "publish.copied"])
+@pytest.mark.parametrize("point", ["ingest.file_loaded", "publish.lake_written"])
 def test_disk_full_during_run_is_one_line_and_the_rerun_publishes(generated, point):
     done = run_cli(generated, "run", "--date", YESTERDAY.isoformat(), disk_full_at=point)
     line = failure_line(done)
     assert line.startswith(f"certpipeline run: {YESTERDAY} failed (run "), line
     assert line.endswith("OSError: [Errno 28] No space left on device; free space on the data directory's disk "
                          "and run the same command again"), line
-    assert staging_files(generated) == []
-    assert not (generated / "warehouse.duckdb").exists()
+    assert published_days(generated) == []
     rerun = run_cli(generated, "run", "--date", YESTERDAY.isoformat())
     assert rerun.returncode == 0, rerun.stderr
-    assert (generated / "warehouse.duckdb").exists() and staging_files(generated) == []
+    assert published_days(generated) == [YESTERDAY]
 
 
 def published_status(data_dir: Path, request_id: str) -> list[tuple]:
-    con = duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True)
-    try:
-        if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'ops' "
-                           "AND table_name = 'report_requests'").fetchall()[0][0]:
-            return []  # no request had been processed when it was published
+    with lake.reader(lake.LakeSettings.under(data_dir)) as con:
         return con.execute("SELECT status FROM ops.report_requests WHERE request_id = ?", [request_id]).fetchall()
-    finally:
-        con.close()
 
 
 @pytest.mark.slow
@@ -151,13 +151,13 @@ def test_disk_full_while_process_requests_publishes_is_one_line_and_the_next_pas
     filed = run_cli(generated, "request", "course_progress_exhaust", "--batch", batch, "--by", admin)
     assert filed.returncode == 0, filed.stderr
     request_id = filed.stdout.strip()
-    done = run_cli(generated, "process-requests", disk_full_at="publish.copied")
+    done = run_cli(generated, "process-requests", disk_full_at="publish.lake_written")
     line = failure_line(done)
-    assert line == (f"certpipeline process-requests: the requests are done but publishing "
-                    f"{generated / 'warehouse.duckdb'} failed (OSError: [Errno 28] No space left on device); "
+    assert line == (f"certpipeline process-requests: the requests are done but publishing the warehouse "
+                    f"sqlite:{generated / 'warehouse' / 'catalog.sqlite'} failed (OSError: [Errno 28] No space left "
+                    "on device); "
                     "free space on the data directory's disk and run the same command again; "
                     "the next pass publishes it again")
-    assert staging_files(generated) == []
     assert published_status(generated, request_id) == []  # the last publication predates it
     again = run_cli(generated, "process-requests")
     assert again.returncode == 0, again.stderr

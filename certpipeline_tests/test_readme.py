@@ -109,15 +109,13 @@ def assert_ran(done: subprocess.CompletedProcess, examples: list[tuple[Example, 
 
 def analyst_connection(cwd: Path, env: dict) -> duckdb.DuckDBPyConnection:
     """The warehouse as the README tells analysts to open it: the statements
-    ``certpipeline warehouse-sql`` prints (contract section 7) when the CLI has
-    the command, else the published file, read-only."""
+    ``certpipeline warehouse-sql`` prints (contract section 7)."""
     printed = subprocess.run([".venv/bin/certpipeline", "warehouse-sql"], cwd=cwd, env=env, capture_output=True,
                              text=True, timeout=300)
-    if printed.returncode == 0:
-        con = duckdb.connect()
-        con.execute(printed.stdout)
-        return con
-    return duckdb.connect(str(cwd / "data" / "warehouse.duckdb"), read_only=True)
+    assert printed.returncode == 0, printed.stderr
+    con = duckdb.connect()
+    con.execute(printed.stdout)
+    return con
 
 
 def test_readme_markers_are_known_and_every_other_block_runs():

@@ -50,7 +50,7 @@ def test_every_store_is_owner_only_and_the_key_is_outside_the_data_directory(tmp
     assert "Success" in cli("process-requests")
 
     found = {**modes(data_dir, skip=data_dir / "landing"), **modes(home)}
-    for store in ("pipeline/work.duckdb", "pipeline/requests.duckdb", "warehouse.duckdb", "exhausts/user_profile_exhaust",
+    for store in ("pipeline/work.duckdb", "pipeline/requests.duckdb", "warehouse/catalog.sqlite", "exhausts/user_profile_exhaust",
                   "exhausts/course_progress_exhaust"):
         assert data_dir / store in found
     assert home / "dagster.yaml" in found

@@ -4,10 +4,13 @@ nightly run and the request pass."""
 import dagster as dg
 
 from certpipeline import maintenance
-from certpipeline.defs.resources import WarehouseResource
+from certpipeline.defs.resources import WORK_POOL, WarehouseResource
 
 
-@dg.op(description="Merge the lake's small Parquet files, expire snapshots older than 30 days, delete unused files.")
+# In the publishers' pool, so compaction never races a publication for its
+# commit (either would retry, but a night's publication should not wait on it).
+@dg.op(description="Merge the lake's small Parquet files, expire snapshots older than 30 days, delete unused files.",
+       pool=WORK_POOL)
 def compact_and_expire(context: dg.OpExecutionContext, warehouse: WarehouseResource) -> None:
     done = maintenance.maintain(warehouse.lake)
     context.log.info(f"lake maintenance: {done}")
@@ -17,11 +20,7 @@ def compact_and_expire(context: dg.OpExecutionContext, warehouse: WarehouseResou
     })
 
 
-@dg.job(
-    # Queued with the runs that publish, so it never races a publication for its commit.
-    tags={"certpipeline/warehouse": "work"},
-    description="Compact the published lake and expire its old snapshots.",
-)
+@dg.job(description="Compact the published lake and expire its old snapshots.")
 def lake_maintenance_job():
     compact_and_expire()
 
