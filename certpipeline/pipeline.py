@@ -141,7 +141,7 @@ def public_requests(queue: duckdb.DuckDBPyConnection) -> pa.Table:
     """The request queue as the warehouse shows it (no ciphertext). A whole
     Table: ``.arrow()``'s lazy reader would keep the queue's file open (and
     DuckDB-locked) after its connection and its flock are released."""
-    return queue.sql(f"SELECT {report_requests.PUBLIC_COLUMNS} FROM ops.report_requests").fetch_arrow_table()
+    return queue.sql(f"SELECT {report_requests.PUBLIC_COLUMNS} FROM ops.report_requests").to_arrow_table()
 
 
 def publish_warehouse(con: duckdb.DuckDBPyConnection, warehouse: Warehouse) -> publication.Publication:
