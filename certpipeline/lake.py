@@ -129,13 +129,25 @@ def attach(con: duckdb.DuckDBPyConnection, settings: LakeSettings, read_only: bo
             os.chmod(path, 0o600)
 
 
-@contextmanager
-def reader(settings: LakeSettings) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-only session on the lake, the way an analyst opens it."""
+def open_reader(settings: LakeSettings) -> duckdb.DuckDBPyConnection:
+    """A read-only session on the lake, the way an analyst opens it; the
+    caller closes it. Each transaction reads the newest snapshot committed
+    when it starts."""
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
         attach(con, settings, read_only=True)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+@contextmanager
+def reader(settings: LakeSettings) -> Iterator[duckdb.DuckDBPyConnection]:
+    """``open_reader``, closed on leaving."""
+    con = open_reader(settings)
+    try:
         yield con
     finally:
         con.close()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from certpipeline import pipeline
+from certpipeline import lake, pipeline
 from certpipeline import report_requests as rq
 from certpipeline import request_rules
 from certpipeline.pipeline import Warehouse
@@ -144,6 +144,25 @@ def test_filing_needs_a_published_warehouse(tmp_path):
     service = RequestService(Warehouse(tmp_path))
     with pytest.raises(NoWarehouseYet, match="run `certpipeline run` first"):
         service.file(rq.RequestSpec("question_set_report", ADMIN, batch=LIVE), None)
+
+
+def test_filing_reads_each_new_publication_through_one_kept_lake_session(service, monkeypatch):
+    opened = []
+    real_open = lake.open_reader
+    monkeypatch.setattr(lake, "open_reader", lambda settings: opened.append(settings) or real_open(settings))
+    newcomer = "u-new-admin"
+    spec = rq.RequestSpec("question_set_report", newcomer, batch=LIVE)
+    with pytest.raises(rq.RequestRefused, match="unknown requester 'u-new-admin'"):
+        service.file(spec, None)
+    # The next night publishes the newcomer as a platform admin.
+    next_day = DAY + dt.timedelta(days=1)
+    Landing(service.warehouse.root).event(next_day, "user.upserted", event_id="e-newcomer", payload={
+        "user_id": newcomer, "name": "New Admin", "email": "new@example.com",
+        "registered_at": "2025-01-15T00:00:00Z", "custom_fields": {}, "platform_role": "admin"})
+    build(service.warehouse, next_day)
+    assert service.file(spec, None).startswith("req-")
+    assert service.file(dataclasses.replace(spec, report_type="user_profile_exhaust"), PASSWORD).startswith("req-")
+    assert len(opened) == 1
 
 
 def test_reads_are_for_the_requester_or_a_platform_admin(service):
