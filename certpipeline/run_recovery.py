@@ -37,7 +37,7 @@ class AbandonedRun:
     pid: int
 
 
-def _executing_pid(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] | None:
+def executing_pid(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] | None:
     """The pid of the latest process that started executing the run, and when it said so."""
     connection = instance.event_log_storage.get_records_for_run(
         run_id, of_type=DagsterEventType.ENGINE_EVENT, ascending=False, limit=100
@@ -63,7 +63,7 @@ def abandoned_runs(instance: dg.DagsterInstance) -> list[AbandonedRun]:
     found = []
     for record in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
         run = record.dagster_run
-        executing = _executing_pid(instance, run.run_id)
+        executing = executing_pid(instance, run.run_id)
         if executing is not None and not _process_alive(*executing):
             found.append(AbandonedRun(run.run_id, run.job_name, executing[0]))
     return found
