@@ -115,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Prints LOAD, ATTACH (read-only) and USE statements; run them as printed, from any "
         "directory, in the DuckDB CLI (duckdb -cmd \"$(certpipeline warehouse-sql)\") or Python's duckdb.",
     )
+
+    dev = commands.add_parser("dev", help="the Dagster UI, schedules and sensors in one process (dg dev) on the "
+                              "CLI's instance; stops on SIGTERM and SIGINT even when started in the background")
+    dev.add_argument("--host", default="127.0.0.1", help="address the UI listens on (default: 127.0.0.1, this machine only)")
+    dev.add_argument("--port", type=_port, default=3000)
     return parser
 
 
@@ -534,6 +539,32 @@ def cmd_doctor(args) -> int:
     return 0
 
 
+def cmd_dev(args) -> int:
+    """Become ``dg dev`` on the CLI's Dagster home, from the repository root.
+
+    A shell starts a background job (``&``, a script, ``nohup``) with SIGINT
+    ignored; Python then leaves it ignored and Dagster's dev command answers
+    SIGTERM with the SIGINT handler, so ``dg dev &`` ignores both and can only
+    be killed. Both signals get their default back before the exec, so the
+    new process installs its usual handlers and stops cleanly on either."""
+    import signal
+    import shutil
+
+    from certpipeline.warehouse import REPOSITORY_ROOT
+
+    dg = shutil.which("dg", path=str(Path(sys.executable).parent)) or shutil.which("dg")
+    if dg is None:
+        raise CliError("certpipeline dev: dg is not installed here (it comes with pip install -e .)")
+    dagster_instance()  # sets DAGSTER_HOME and writes the instance's dagster.yaml the first time
+    if (REPOSITORY_ROOT / "pyproject.toml").is_file():
+        os.chdir(REPOSITORY_ROOT)  # where [tool.dg] names the code location
+    sys.stdout.flush()
+    sys.stderr.flush()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_DFL)
+    os.execv(dg, [dg, "dev", "--host", args.host, "--port", str(args.port)])
+
+
 COMMANDS = {
     "generate": cmd_generate,
     "run": cmd_run,
@@ -544,6 +575,7 @@ COMMANDS = {
     "tokens": cmd_tokens,
     "doctor": cmd_doctor,
     "warehouse-sql": cmd_warehouse_sql,
+    "dev": cmd_dev,
 }
 
 

@@ -113,7 +113,7 @@ def test_bad_arguments_print_one_line_and_exit_non_zero(tmp_path, args, message)
 
 
 @pytest.mark.parametrize("command", ["generate", "run", "request", "requests", "process-requests", "serve", "tokens",
-                                     "doctor"])
+                                     "doctor", "dev"])
 def test_every_command_has_help(tmp_path, command):
     result = cli(tmp_path, command, "--help")
     assert result.returncode == 0
