@@ -269,7 +269,8 @@ def cmd_run(args) -> int:
     from certpipeline.definitions import defs
     from certpipeline.defs.partitions import daily_partitions
     from certpipeline.defs.requests import RANGE_END_TAG, RANGE_START_TAG
-    from certpipeline.ingestion import file_accounts, missing_landing_message
+    from certpipeline.ingestion import file_accounts
+    from certpipeline.landing_files import missing_landing_message
 
     days = _days(args)
     warehouse = _warehouse()

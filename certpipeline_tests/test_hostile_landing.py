@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from certpipeline import ingestion, pipeline
-from certpipeline.ingestion import LandingLimits
+from certpipeline import ingestion, landing_files, pipeline
+from certpipeline.landing_files import LandingLimits
 from certpipeline.warehouse import DataPaths
 
 DAY = dt.date(2026, 11, 20)
@@ -58,7 +58,7 @@ def expected_lines(data: bytes, max_line: int) -> list[tuple[bytes, bool]]:
     for piece in pieces:
         line = piece[:-1] if piece.endswith(b"\r") else piece  # a line's length leaves out its terminator
         if len(line) > max_line:
-            out.append((piece[: ingestion.REJECTED_PREFIX_BYTES], True))
+            out.append((piece[: landing_files.REJECTED_PREFIX_BYTES], True))
         else:
             out.append((line, False))
     return out
@@ -71,7 +71,7 @@ def expected_lines(data: bytes, max_line: int) -> list[tuple[bytes, bool]]:
 def test_lines_read_in_chunks_are_the_files_lines(data, chunk, max_line):
     limits = LandingLimits(max_line_bytes=max_line, max_file_bytes=10**9, read_chunk_bytes=chunk)
     got = []
-    for lines, oversized in ingestion.read_line_batches(io.BytesIO(data), limits):
+    for lines, oversized in landing_files.read_line_batches(io.BytesIO(data), limits):
         got.extend(zip(lines.to_pylist(), oversized.to_pylist(), strict=True))
     expected = expected_lines(data, max_line)
     # A line cut at the limit while it streams may end in a carriage return
@@ -135,8 +135,8 @@ def test_a_gzip_bomb_on_one_line_costs_bounded_memory_and_is_one_rejection(tmp_p
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["accounts"] == [[f"date={DAY}/bomb.jsonl.gz", 3, 2, 1], [f"date={DAY}/other.jsonl", 1, 1, 0]]
-    assert result["rejected"] == [[f"date={DAY}/bomb.jsonl.gz", 2, ingestion.REJECTED_PREFIX_BYTES,
-                                   f"line is longer than the limit of {ingestion.MAX_LINE_BYTES:,} bytes"]]
+    assert result["rejected"] == [[f"date={DAY}/bomb.jsonl.gz", 2, landing_files.REJECTED_PREFIX_BYTES,
+                                   f"line is longer than the limit of {landing_files.MAX_LINE_BYTES:,} bytes"]]
     # The line alone is 1 GiB; the process never held more than a fraction of it.
     assert result["peak_kib"] * 1024 < BOMB_LINE_BYTES / 3, result["peak_kib"]
 

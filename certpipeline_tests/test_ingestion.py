@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from certpipeline import ingestion
+from certpipeline import ingestion, landing_files
 from certpipeline.state import load_state
 from certpipeline_tests.conftest import query, run_nightly
 
@@ -276,7 +276,7 @@ def test_unresolved_references_are_reported_by_an_asset_check(landing, warehouse
     ],
 )
 def test_split_lines(data, lines):
-    assert ingestion.split_lines(data).to_pylist() == lines
+    assert landing_files.split_lines(data).to_pylist() == lines
 
 
 def test_an_entity_known_only_by_its_deletion_keeps_its_id(landing, warehouse, instance):

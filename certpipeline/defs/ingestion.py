@@ -7,7 +7,7 @@ import polars as pl
 from certpipeline import pipeline
 from certpipeline.defs.metadata import frame_metadata
 from certpipeline.defs.partitions import daily_partitions, one_run_per_range, partition_days
-from certpipeline.ingestion import missing_landing_message
+from certpipeline.landing_files import missing_landing_message
 from certpipeline.defs.resources import WORK_POOL, WarehouseResource
 
 

@@ -14,7 +14,7 @@ import warnings
 
 import dagster as dg
 
-from certpipeline.ingestion import earliest_landing_day
+from certpipeline.landing_files import earliest_landing_day
 from certpipeline.warehouse import DataPaths, data_dir_from_env
 
 
