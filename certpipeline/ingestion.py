@@ -32,6 +32,7 @@ from certpipeline.landing_files import (
     open_landing_file,
     read_line_batches,
 )
+from certpipeline.transactions import transaction
 from certpipeline.warehouse import DataPaths
 
 RAW_DDL = """
@@ -92,8 +93,7 @@ def ingest_day(con: duckdb.DuckDBPyConnection, paths: DataPaths, day: dt.date,
     """
     entries = landing_entries(paths, day)
     con.execute(RAW_DDL)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute(
             "CREATE OR REPLACE TEMP TABLE affected_event_ids AS "
             "SELECT DISTINCT event_id FROM raw.events WHERE landing_date = ?",
@@ -113,10 +113,6 @@ def ingest_day(con: duckdb.DuckDBPyConnection, paths: DataPaths, day: dt.date,
         con.execute("INSERT INTO raw.history_refresh_queue SELECT event_id FROM affected_event_ids")
         # Its rejections and file list go to the lake at the next publication.
         con.execute("INSERT INTO publication.pending_days VALUES ('landing', ?)", [day])
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return file_accounts(con, day)
 
 

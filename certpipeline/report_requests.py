@@ -37,6 +37,7 @@ import polars as pl
 from certpipeline.report_files import ReportFile
 from certpipeline.request_rules import RequestConflict, RequestRefused, RequestSpec, check_rights, check_shape
 from certpipeline.state import State
+from certpipeline.transactions import transaction
 
 SUBMITTED, PENDING, SUCCESS, FAILURE, EXPIRED = "Submitted", "Pending", "Success", "Failure", "Expired"
 MAX_ATTEMPTS = 3
@@ -95,8 +96,7 @@ def file_request(
     if report_type.password_mandatory and password_ciphertext is None:
         raise RequestRefused(f"{spec.report_type} contains personal data: a password is mandatory")
     check_rights(state, spec)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         waiting = con.execute(
             "SELECT request_id, status FROM ops.report_requests WHERE report_type = ? AND scope = ? "
             "AND filters = ? AND status IN (?, ?) ORDER BY requested_at LIMIT 1",
@@ -113,10 +113,6 @@ def file_request(
             [request_id, spec.report_type, spec.scope, spec.filters_json, spec.requested_by, now, SUBMITTED,
              None, password_ciphertext is not None, password_ciphertext],
         )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return request_id
 
 

@@ -35,6 +35,7 @@ from certpipeline.events import (
     Entity,
 )
 from certpipeline.faults import crash_point
+from certpipeline.transactions import transaction
 
 LATEST_FIRST = "occurred_at DESC, landing_date DESC, file DESC, line_number DESC"
 
@@ -99,8 +100,7 @@ def refresh_history(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     tables exist already: every work connection is prepared when it opens.
     """
     counts = {}
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute(
             "CREATE OR REPLACE TEMP TABLE affected_event_ids AS "
             "SELECT DISTINCT event_id FROM raw.history_refresh_queue"
@@ -117,10 +117,6 @@ def refresh_history(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         # The refreshed rows go to the lake at the next publication.
         con.execute("INSERT INTO publication.pending_events SELECT event_id FROM affected_event_ids")
         crash_point("history.refreshing")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     for entity, table in HISTORY_TABLES.items():
         counts[entity] = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
     return counts

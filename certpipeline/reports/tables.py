@@ -16,6 +16,7 @@ import polars as pl
 from certpipeline.faults import crash_point
 from certpipeline.reports import catalog
 from certpipeline.state import State
+from certpipeline.transactions import transaction
 
 # Every report table and its builder, from the catalog, in the contract's order.
 REPORT_BUILDERS: dict[str, Callable[[State], pl.DataFrame]] = {name: table.build for name, table in catalog.TABLES.items()}
@@ -38,8 +39,7 @@ def build_reports(state: State) -> dict[str, pl.DataFrame]:
 def write_snapshots(con: duckdb.DuckDBPyConnection, day: dt.date, reports: dict[str, pl.DataFrame]) -> None:
     """Replace the ``day`` snapshot of every report table, in one transaction."""
     con.execute(REPORT_DDL)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         for name, frame in reports.items():
             con.execute(f"DELETE FROM reports.{name} WHERE report_date = ?", [day])
             con.register("snapshot", frame)
@@ -48,7 +48,3 @@ def write_snapshots(con: duckdb.DuckDBPyConnection, day: dt.date, reports: dict[
             crash_point("reports.table_written")
         # The day's snapshots go to the lake at the next publication.
         con.execute("INSERT INTO publication.pending_days VALUES ('reports', ?)", [day])
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise

@@ -1,0 +1,22 @@
+"""One DuckDB transaction as a ``with`` block, for every writer of the pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import duckdb
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Commit when the block ends; roll back on any exception, a
+    KeyboardInterrupt or a failed COMMIT included, and re-raise it, so a
+    crash or an error leaves the tables as they were before the block."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
