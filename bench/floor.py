@@ -6,6 +6,11 @@ the pipeline does, so bench/run.py can report the pipeline's cost as a ratio.
 - ``run_report_floor``: bench/report_floor.sql, the five ``reports.*`` tables
   for one day straight from ``state.*_history``; ``compare_with_pipeline``
   checks it against the pipeline's snapshot of that day.
+- ``end_to_end_floor`` (``e2e_ingest_day`` + ``e2e_report_day``): from the
+  landing folder alone, each landing day's lines read and parsed as JSON, the contract's
+  validation, dedup, typed history of the entities the reports read, then the
+  five report tables of every report day (bench/report_floor.sql over that
+  history); test_bench_floor.py checks its rows equal the pipeline's.
 - ``exhaust_floor``: a ``course_progress_exhaust`` batch's rows computed in SQL
   over ``state.*_history``, ``COPY``-ed to CSV, then pyzipper AES-256 of that
   file (same compression settings as the pipeline's report files).
@@ -67,10 +72,11 @@ def ingest_floor(con: duckdb.DuckDBPyConnection, landing_day_dir: Path, table: s
 # -- report floor ----------------------------------------------------------------
 
 
-def report_floor_sql(day: dt.date, schema: str = DEFAULT_SCHEMA) -> str:
+def report_floor_sql(day: dt.date, schema: str = DEFAULT_SCHEMA, state: str = "state") -> str:
     text = REPORT_FLOOR_SQL.read_text(encoding="utf-8")
     return (
         text.replace("__SCHEMA__", schema)
+        .replace("__STATE__", state)
         .replace("__CUTOFF__", _cutoff_sql(day))
         .replace("__SOON__", _date_sql(day + dt.timedelta(days=30)))
         .replace("__DAY__", _date_sql(day))
@@ -83,9 +89,11 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
-def run_report_floor(con: duckdb.DuckDBPyConnection, day: dt.date, schema: str = DEFAULT_SCHEMA) -> None:
-    """Write the five report tables for ``day`` into ``schema`` (replacing them)."""
-    for statement in _statements(report_floor_sql(day, schema)):
+def run_report_floor(con: duckdb.DuckDBPyConnection, day: dt.date, schema: str = DEFAULT_SCHEMA,
+                     state: str = "state") -> None:
+    """Write the five report tables for ``day`` into ``schema`` (replacing them),
+    from the ``*_history`` tables of schema ``state``."""
+    for statement in _statements(report_floor_sql(day, schema, state)):
         con.execute(statement)
 
 
@@ -132,6 +140,241 @@ def compare_with_pipeline(con: duckdb.DuckDBPyConnection, day: dt.date, schema: 
             ]
         result[table] = entry
     return result
+
+
+# -- end-to-end floor --------------------------------------------------------------
+#
+# From the landing folder alone: each landing day's lines are parsed as JSON,
+# validated by the contract's rules, deduplicated (the copy with the earliest
+# landing date, file and line counts) and appended to a typed history of the
+# entities the five reports read; then bench/report_floor.sql computes every
+# report day's five tables from that history. Days must be ingested in
+# ascending order (a backfill, then one night at a time), so "seen on an
+# earlier day" is "an earlier copy". Answers and group memberships feed no
+# report table and are not typed; their lines are read like every other.
+
+E2E_STATE = "e2e_state"  # typed history and the ids already counted
+E2E_REPORTS = "e2e_reports"  # every report day's five tables, with report_date
+_E2E_DAY = "e2e_day_tables"  # one day's tables, before they are appended
+
+STRING, BOOL, INT, NUMBER, TIMESTAMP, DATE, STRING_LIST, STRING_MAP = (
+    "string", "bool", "int", "number", "timestamp", "date", "string_list", "string_map")
+
+
+def _field(kind=STRING, required=False, allowed=(), minimum=None, maximum=None):
+    return {"kind": kind, "required": required, "allowed": allowed, "minimum": minimum, "maximum": maximum}
+
+
+_REQUIRED = _field(required=True)
+# Contract section 2 for the event types the reports read, restated here
+# (floors do not import the pipeline): every field of a line is validated,
+# also those no report reads, because a bad one rejects the whole line.
+E2E_EVENT_TYPES = {
+    "user.upserted": {"user_id": _REQUIRED, "name": _REQUIRED, "email": _REQUIRED,
+                      "registered_at": _field(TIMESTAMP, True), "custom_fields": _field(STRING_MAP),
+                      "platform_role": _field(allowed=("admin",))},
+    "user.deleted": {"user_id": _REQUIRED},
+    "group.upserted": {"group_id": _REQUIRED, "name": _REQUIRED, "parent_group_id": _field()},
+    "course.upserted": {"course_id": _REQUIRED, "name": _REQUIRED, "created_by": _field(),
+                        "authors": _field(STRING_LIST), "instructors": _field(STRING_LIST)},
+    "session.upserted": {"session_id": _REQUIRED, "course_id": _REQUIRED, "name": _REQUIRED,
+                         "start_date": _field(DATE), "end_date": _field(DATE),
+                         "status": _field(allowed=("not_started", "ongoing", "ended", "archived")),
+                         "certificate_id": _field(), "auto_reenrollment": _field(BOOL), "created_by": _field(),
+                         "mentors": _field(STRING_LIST)},
+    "session.deleted": {"session_id": _REQUIRED},
+    "certificate.upserted": {"certificate_id": _REQUIRED, "title": _REQUIRED, "certificate_type": _field(),
+                             "owner_group_id": _field(), "validity_months": _field(INT, minimum=1, maximum=1200)},
+    "enrollment.created": {"enrollment_id": _REQUIRED, "user_id": _REQUIRED, "session_id": _REQUIRED,
+                           "enrolled_at": _field(TIMESTAMP, True), "auto_reenrolled": _field(BOOL)},
+    "enrollment.progressed": {"enrollment_id": _REQUIRED,
+                              "status": _field(required=True, allowed=("not_started", "in_progress", "completed", "failed")),
+                              "progress_percent": _field(NUMBER, minimum=0, maximum=100),
+                              "completed_at": _field(TIMESTAMP)},
+    "enrollment.deleted": {"enrollment_id": _REQUIRED},
+    "certificate.issued": {"award_id": _REQUIRED, "user_id": _REQUIRED, "certificate_id": _REQUIRED,
+                           "issued_at": _field(TIMESTAMP, True), "enrollment_id": _field(), "course_id": _field()},
+    "certificate.revoked": {"award_id": _REQUIRED},
+}
+# entity -> (its event types, the event type that ends it or None, [(column, kind)] the reports read)
+E2E_ENTITIES = {
+    "user": (("user.upserted", "user.deleted"), "user.deleted", [("user_id", STRING), ("name", STRING), ("email", STRING)]),
+    "group": (("group.upserted",), None, [("group_id", STRING), ("name", STRING)]),
+    "course": (("course.upserted",), None, [("course_id", STRING), ("name", STRING)]),
+    "certificate": (("certificate.upserted",), None, [
+        ("certificate_id", STRING), ("title", STRING), ("certificate_type", STRING), ("owner_group_id", STRING),
+        ("validity_months", INT)]),
+    "session": (("session.upserted", "session.deleted"), "session.deleted", [
+        ("session_id", STRING), ("course_id", STRING), ("name", STRING), ("start_date", DATE), ("end_date", DATE),
+        ("status", STRING), ("certificate_id", STRING)]),
+    "enrollment": (("enrollment.created", "enrollment.deleted"), "enrollment.deleted", [
+        ("enrollment_id", STRING), ("user_id", STRING), ("session_id", STRING), ("enrolled_at", TIMESTAMP),
+        ("auto_reenrolled", BOOL)]),
+    "enrollment_progress": (("enrollment.progressed",), None, [("enrollment_id", STRING), ("status", STRING)]),
+    "award": (("certificate.issued", "certificate.revoked"), "certificate.revoked", [
+        ("award_id", STRING), ("user_id", STRING), ("certificate_id", STRING), ("issued_at", TIMESTAMP),
+        ("enrollment_id", STRING), ("course_id", STRING)]),
+}
+
+_JSON_TYPES = {STRING: ("VARCHAR",), BOOL: ("BOOLEAN",), INT: ("BIGINT", "UBIGINT"),
+               NUMBER: ("BIGINT", "UBIGINT", "DOUBLE"), TIMESTAMP: ("VARCHAR",), DATE: ("VARCHAR",),
+               STRING_LIST: ("ARRAY",), STRING_MAP: ("OBJECT",)}
+_IN_RANGE = "BETWEEN TIMESTAMPTZ '1970-01-01' AND TIMESTAMPTZ '2100-01-01'"
+_E2E_FIELDS = sorted({name for fields in E2E_EVENT_TYPES.values() for name in fields})
+
+
+def _field_valid(name: str, field: dict) -> str:
+    """True when the payload field (``p.name``, one JSON value, NULL when absent
+    or JSON null) is as the contract wants it."""
+    v = f"p.{name}"
+    text = f"json_extract_string({v}, '$')"
+    checks = [f"json_type({v}) IN ({', '.join(_quote(t) for t in _JSON_TYPES[field['kind']])})"]
+    if field["kind"] in (TIMESTAMP, DATE):
+        checks.append(f"coalesce(try_cast({text} AS TIMESTAMPTZ) {_IN_RANGE}, false)")
+    if field["kind"] == STRING_LIST:
+        checks.append(f"len(list_filter(json_type({v}, '$[*]'), t -> t <> 'VARCHAR')) = 0")
+    if field["kind"] == STRING_MAP:
+        checks.append(f"len(list_filter(json_type({v}, '$.*'), t -> t <> 'VARCHAR')) = 0")
+    if field["allowed"]:
+        checks.append(f"{text} IN ({', '.join(_quote(a) for a in field['allowed'])})")
+    if field["minimum"] is not None:
+        checks.append(f"coalesce(try_cast({text} AS DOUBLE) >= {field['minimum']}, true)")
+    if field["maximum"] is not None:
+        checks.append(f"coalesce(try_cast({text} AS DOUBLE) <= {field['maximum']}, true)")
+    present = f"({' AND '.join(checks)})"
+    return f"{v} IS NOT NULL AND {present}" if field["required"] else f"({v} IS NULL OR {present})"
+
+
+def _e2e_valid_sql() -> str:
+    branches = " ".join(
+        f"WHEN {_quote(event_type)} THEN {' AND '.join(_field_valid(n, f) for n, f in fields.items())}"
+        for event_type, fields in E2E_EVENT_TYPES.items()
+    )
+    return f"CASE event_type {branches} END"
+
+
+_E2E_TYPED = {
+    STRING: "json_extract_string(p.{0}, '$')",
+    INT: "CAST(p.{0} AS INTEGER)",
+    BOOL: "coalesce(CAST(p.{0} AS BOOLEAN), false)",
+    TIMESTAMP: "CAST(json_extract_string(p.{0}, '$') AS TIMESTAMPTZ)",
+    DATE: "CAST(CAST(json_extract_string(p.{0}, '$') AS TIMESTAMPTZ) AS DATE)",
+}
+
+
+def _e2e_history_select(entity: str) -> str:
+    types, ended_by, columns = E2E_ENTITIES[entity]
+    typed = [f"{_E2E_TYPED[kind].format(name)} AS {name}" for name, kind in columns]
+    if ended_by:  # the lifecycle flag right after the key, as report_floor.sql reads it
+        flag = "is_" + ended_by.rsplit(".", 1)[1]
+        typed.insert(1, f"event_type = {_quote(ended_by)} AS {flag}")
+    return (f"SELECT occurred_at, landing_date, file, line_number, {', '.join(typed)} FROM e2e_day_events "
+            f"WHERE event_type IN ({', '.join(_quote(t) for t in types)})")
+
+
+# A line is parsed once into its envelope fields (payload kept as JSON text).
+_ENVELOPE = _quote('{"event_id": "VARCHAR", "event_type": "VARCHAR", "occurred_at": "VARCHAR", "payload": "JSON"}')
+E2E_MAX_LINE_BYTES = 8 * 1024 * 1024 + 2  # the contract's line limit, and its line ending
+
+
+def landing_day_files(landing_dir: Path, day: dt.date) -> list[str]:
+    """The day's landing files (``landing/events/date=D/*.jsonl[.gz]``), by name."""
+    folder = Path(landing_dir) / f"date={day.isoformat()}"
+    return sorted(str(p) for p in folder.iterdir() if p.name.endswith((".jsonl", ".jsonl.gz")) and p.is_file()
+                  and not p.is_symlink())
+
+
+def e2e_ingest_day(con: duckdb.DuckDBPyConnection, landing_dir: Path, day: dt.date) -> int:
+    """One landing day into the floor's typed history; returns the events it added.
+
+    The files are read as lines (read_csv with no quote and a separator JSON
+    text never holds raw), each parsed on its own: read_json's own reader
+    would also skip the valid line after a cut one, as one broken object.
+    Lines come out in file and line order (DuckDB keeps insertion order), so
+    the temp table's rowid orders a day's lines as (file, line)."""
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {E2E_STATE}")
+    con.execute(f"CREATE TABLE IF NOT EXISTS {E2E_STATE}.event_ids (event_id VARCHAR)")
+    files = landing_day_files(landing_dir, day)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE e2e_lines AS SELECT line, filename "
+        f"FROM read_csv([{', '.join(_quote(f) for f in files)}], columns = {{'line': 'VARCHAR'}}, delim = chr(31), "
+        "quote = '', escape = '', header = false, auto_detect = false, filename = true, "
+        f"max_line_size = {E2E_MAX_LINE_BYTES})"
+    )
+    report_types = ", ".join(_quote(t) for t in E2E_EVENT_TYPES)
+    structure = _quote("{" + ", ".join(f'"{name}": "JSON"' for name in _E2E_FIELDS) + "}")
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE e2e_day_events AS
+        WITH lines AS (
+            SELECT rowid AS line_number, filename AS file, try(json_transform(line, {_ENVELOPE})) AS e FROM e2e_lines
+        ), envelope AS (
+            SELECT line_number, file, e.event_id AS event_id, e.event_type AS event_type,
+                try_cast(e.occurred_at AS TIMESTAMPTZ) AS occurred_at, e.payload AS payload
+            FROM lines
+            -- lines of other known types are valid or not, but no report reads them
+            WHERE event_type IN ({report_types}) AND event_id <> '' AND json_type(payload) = 'OBJECT'
+        ), parsed AS (
+            SELECT * EXCLUDE (payload), json_transform(payload, {structure}) AS p
+            FROM envelope WHERE occurred_at {_IN_RANGE}
+        )
+        SELECT parsed.*, {_date_sql(day)} AS landing_date FROM parsed
+        ANTI JOIN {E2E_STATE}.event_ids seen USING (event_id)
+        WHERE {_e2e_valid_sql()}
+        QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY line_number) = 1
+        """
+    )
+    con.execute(f"INSERT INTO {E2E_STATE}.event_ids SELECT event_id FROM e2e_day_events")
+    for entity in E2E_ENTITIES:
+        table = f"{E2E_STATE}.{entity}_history"
+        con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS {_e2e_history_select(entity)} LIMIT 0")
+        con.execute(f"INSERT INTO {table} {_e2e_history_select(entity)}")
+    added = con.execute("SELECT count(*) FROM e2e_day_events").fetchall()[0][0]
+    con.execute("DROP TABLE e2e_lines")
+    con.execute("DROP TABLE e2e_day_events")
+    return added
+
+
+def e2e_report_day(con: duckdb.DuckDBPyConnection, day: dt.date) -> int:
+    """The five report tables of ``day`` from the floor's history, appended to
+    ``e2e_reports.*``; returns their rows."""
+    run_report_floor(con, day, _E2E_DAY, E2E_STATE)
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {E2E_REPORTS}")
+    rows = 0
+    for table in REPORT_TABLES:
+        con.execute(f"CREATE TABLE IF NOT EXISTS {E2E_REPORTS}.{table} AS FROM {_E2E_DAY}.{table} LIMIT 0")
+        con.execute(f"DELETE FROM {E2E_REPORTS}.{table} WHERE report_date = ?", [day])
+        rows += con.execute(f"INSERT INTO {E2E_REPORTS}.{table} FROM {_E2E_DAY}.{table}").fetchall()[0][0]
+    return rows
+
+
+def end_to_end_floor(con: duckdb.DuckDBPyConnection, landing_dir: Path, days: list[dt.date]) -> dict:
+    """Every landing day of ``days`` ingested (in order), then every day's five
+    report tables: the floor of a backfill. Returns events and report rows."""
+    events = sum(e2e_ingest_day(con, landing_dir, day) for day in sorted(days))
+    rows = sum(e2e_report_day(con, day) for day in sorted(days))
+    return {"events": events, "report_rows": rows}
+
+
+def e2e_floor_rows(con: duckdb.DuckDBPyConnection, table: str, day: dt.date) -> list[tuple]:
+    return con.execute(f"SELECT * FROM {E2E_REPORTS}.{table} WHERE report_date = ? ORDER BY ALL", [day]).fetchall()
+
+
+def e2e_pipeline_rows(con: duckdb.DuckDBPyConnection, table: str, day: dt.date, reports: str = "reports") -> list[tuple]:
+    """The pipeline's ``<reports>.<table>`` rows of ``day`` with the floor's columns, in its order."""
+    columns = [row[0] for row in con.execute(f"DESCRIBE {E2E_REPORTS}.{table}").fetchall()]
+    return con.execute(
+        f"SELECT {', '.join(columns)} FROM {reports}.{table} WHERE report_date = ? ORDER BY ALL", [day]
+    ).fetchall()
+
+
+def e2e_history_rows(con: duckdb.DuckDBPyConnection, entity: str, state: str = E2E_STATE) -> list[tuple]:
+    """An entity's history in ``state`` with the floor's columns but file and
+    line number (the floor numbers a day's lines across its files), sorted."""
+    columns = [row[0] for row in con.execute(f"DESCRIBE {E2E_STATE}.{entity}_history").fetchall()
+               if row[0] not in ("file", "line_number")]
+    return con.execute(f"SELECT {', '.join(columns)} FROM {state}.{entity}_history ORDER BY ALL").fetchall()
 
 
 # -- exhaust floor ---------------------------------------------------------------

@@ -1,12 +1,15 @@
 -- The report floor: the five reports.* tables for one report day D, computed
--- in one DuckDB script straight from the pipeline's entity history
--- (state.*_history), written for speed. bench/floor.py fills in the
+-- in one DuckDB script straight from typed entity history (the pipeline's
+-- state.*_history, or the end-to-end floor's own), written for speed.
+-- bench/floor.py fills in the
 -- placeholders and runs it; bench/run.py times it against the pipeline's own
 -- report step, and certpipeline_tests/test_bench_floor.py checks that both
 -- give the same rows.
 --
 -- Placeholders (plain text substitution, see bench/floor.py):
 --   __SCHEMA__  schema the five tables are written to (e.g. bench_floor)
+--   __STATE__   schema of the *_history tables read (the pipeline's `state`, or
+--               the end-to-end floor's own)
 --   __DAY__     DATE literal of the report day D
 --   __SOON__    DATE literal of D + 30 days
 --   __CUTOFF__  TIMESTAMPTZ literal of D + 1 at 00:00 UTC
@@ -39,7 +42,7 @@ FROM (
     SELECT user_id,
         max_by({'is_deleted': is_deleted, 'name': name, 'email': email},
                (occurred_at, landing_date, file, line_number)) AS u
-    FROM state.user_history
+    FROM __STATE__.user_history
     WHERE occurred_at < __CUTOFF__
     GROUP BY user_id
 );
@@ -49,13 +52,13 @@ SELECT user_id, name, email FROM floor_users WHERE NOT is_deleted;
 
 CREATE OR REPLACE TEMP TABLE floor_groups AS
 SELECT group_id, max_by({'name': name}, (occurred_at, landing_date, file, line_number)).name AS name
-FROM state.group_history
+FROM __STATE__.group_history
 WHERE occurred_at < __CUTOFF__
 GROUP BY group_id;
 
 CREATE OR REPLACE TEMP TABLE floor_courses AS
 SELECT course_id, max_by({'name': name}, (occurred_at, landing_date, file, line_number)).name AS name
-FROM state.course_history
+FROM __STATE__.course_history
 WHERE occurred_at < __CUTOFF__
 GROUP BY course_id;
 
@@ -67,7 +70,7 @@ FROM (
         max_by({'title': title, 'certificate_type': certificate_type, 'owner_group_id': owner_group_id,
                 'validity_months': validity_months},
                (occurred_at, landing_date, file, line_number)) AS c
-    FROM state.certificate_history
+    FROM __STATE__.certificate_history
     WHERE occurred_at < __CUTOFF__
     GROUP BY certificate_id
 );
@@ -81,7 +84,7 @@ FROM (
         max_by({'course_id': course_id, 'name': name, 'start_date': start_date, 'end_date': end_date,
                 'status': status, 'certificate_id': certificate_id},
                (occurred_at, landing_date, file, line_number)) FILTER (WHERE NOT is_deleted) AS a
-    FROM state.session_history
+    FROM __STATE__.session_history
     WHERE occurred_at < __CUTOFF__
     GROUP BY session_id
 );
@@ -93,13 +96,13 @@ WITH enrollment AS (
         max_by({'user_id': user_id, 'session_id': session_id, 'enrolled_at': enrolled_at,
                 'auto_reenrolled': auto_reenrolled},
                (occurred_at, landing_date, file, line_number)) FILTER (WHERE NOT is_deleted) AS a
-    FROM state.enrollment_history
+    FROM __STATE__.enrollment_history
     WHERE occurred_at < __CUTOFF__
     GROUP BY enrollment_id
 ), progress AS (
     SELECT enrollment_id,
         max_by({'status': status}, (occurred_at, landing_date, file, line_number)).status AS progress_status
-    FROM state.enrollment_progress_history
+    FROM __STATE__.enrollment_progress_history
     WHERE occurred_at < __CUTOFF__
     GROUP BY enrollment_id
 )
@@ -116,7 +119,7 @@ WITH award AS (
         max_by({'user_id': user_id, 'certificate_id': certificate_id, 'issued_at': issued_at,
                 'enrollment_id': enrollment_id, 'course_id': course_id},
                (occurred_at, landing_date, file, line_number)) FILTER (WHERE NOT is_revoked) AS a
-    FROM state.award_history
+    FROM __STATE__.award_history
     WHERE occurred_at < __CUTOFF__
     GROUP BY award_id
 ), counted AS (

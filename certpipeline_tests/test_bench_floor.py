@@ -1,5 +1,6 @@
-"""The benchmark's SQL report floor (bench/report_floor.sql) gives the same rows
-as the pipeline's report assets, on small generated data.
+"""The benchmark's SQL report floor (bench/report_floor.sql) and its end-to-end
+floor (landing files to report tables, bench/floor.py) give the same rows as
+the pipeline, on small generated data.
 
 bench/run.py times that SQL against the pipeline's report step; a ratio only
 means something if both compute the same thing. The floor is an independent
@@ -17,11 +18,13 @@ import datetime as dt
 import importlib.util
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from certpipeline.generate import generate_landing
 
 from certpipeline_tests.conftest import run_nightly
+from certpipeline_tests.test_doctor import cli
 
 BENCH_FLOOR = Path(__file__).resolve().parent.parent / "bench" / "floor.py"
 END_DATE = dt.date(2025, 6, 30)
@@ -78,3 +81,27 @@ def test_exhaust_floor_neutralizes_cells_by_the_pipelines_rule():
     frame = pl.DataFrame({"t": cells})
     got = [row[0] for row in duckdb.connect().execute(f"SELECT {floor._neutralized('t')} FROM frame").fetchall()]
     assert got == neutralize_formulas(frame)["t"].to_list()
+
+
+@pytest.mark.slow
+def test_end_to_end_floor_gives_the_pipelines_rows_for_every_day(tmp_path):
+    """The end-to-end floor, from the landing folder alone, gives the rows of a
+    backfill over the same days: every report table of every day, and (a
+    stronger check of its validation and dedup) every entity's history."""
+    floor = _load_floor()
+    days = [END_DATE - dt.timedelta(days=2 - i) for i in range(3)]
+    summary = generate_landing(tmp_path / "data", learners=300, days=3, seed=5, end_date=END_DATE)
+    assert summary.malformed_lines and summary.duplicate_lines, "the data must exercise rejection and dedup"
+    ran = cli(tmp_path, "run", "--from", days[0].isoformat(), "--to", days[-1].isoformat())
+    assert ran.returncode == 0, ran.stderr
+
+    con = duckdb.connect()
+    floor.end_to_end_floor(con, tmp_path / "data" / "landing" / "events", days)
+    con.execute(f"ATTACH '{tmp_path / 'data' / 'pipeline' / 'work.duckdb'}' AS work (READ_ONLY)")
+    for entity in floor.E2E_ENTITIES:
+        assert floor.e2e_history_rows(con, entity) == floor.e2e_history_rows(con, entity, state="work.state"), entity
+    for day in days:
+        for table in floor.REPORT_TABLES:
+            expected = floor.e2e_pipeline_rows(con, table, day, reports="work.reports")
+            assert expected, f"reports.{table} has no rows for {day}: the data does not exercise it"
+            assert floor.e2e_floor_rows(con, table, day) == expected, f"reports.{table} for {day}"
