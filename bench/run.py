@@ -25,7 +25,12 @@ time and peak memory (ru_maxrss) are its own:
 - publication: the ``published_warehouse`` step of those two nightly runs (from
   their Dagster instance), and the bytes each adds to the lake (catalog and
   Parquet), against one full day of report snapshots written as Parquet;
-- backfill: ``certpipeline run --from day1 --to dayN``: time and peak memory.
+- backfill: ``certpipeline run --from day1 --to dayN``: time and peak memory;
+- end to end: that backfill, the nightly run of day N+1 and the night of a
+  100-learner data set, each against the end-to-end floor (bench/floor.py:
+  ``read_json`` of the landing days, validation, dedup, typed history, the five
+  report tables of every day) doing the same, whole processes on both sides,
+  with a check that the floor's tables of the night equal the pipeline's.
 
 It prints a table of figures, ratios and verdicts against the targets and writes
 it as JSON to bench/results/. Timed sections exclude interpreter start-up and
@@ -58,7 +63,11 @@ TARGETS = {
     "ingest": 1.5,  # pipeline ingestion <= 1.5x read_json of the same day
     "reports": 1.5,  # report assets <= 1.5x the SQL floor
     "exhaust": 1.3,  # request production <= 1.3x COPY + AES zip
-    "nightly": 1.5,  # day N+1 on N days <= 1.5x day 2 on 1 day
+    "nightly": 1.2,  # day N+1 on N days <= 1.2x day 2 on 1 day (1,000,000 learners x 30 days)
+    "e2e_backfill": 1.3,  # full backfill <= 1.3x the end-to-end floor's backfill
+    "e2e_nightly": 1.5,  # a nightly day on N days <= 1.5x the end-to-end floor's night
+    "e2e_tiny_day": 2.0,  # a 100-learner nightly day <= 2x the end-to-end floor's
+    "first_day_peak_gib": 2.0,  # the first day's ingestion peak < 2 GiB (1,000,000 learners)
     "publication": 1.2,  # publishing night N+1 <= 1.2x publishing night 2
     "lake_bytes": 0.25,  # bytes a night adds to the lake <= a quarter of one day's report snapshots
     "backfill_peak_gib": 4.0,  # full backfill peak memory < 4 GiB (1M learners x 30 days)
@@ -291,7 +300,47 @@ def step_publication(params: dict) -> dict:
     return {"publication_seconds": stats.end_time - stats.start_time, "day_snapshot_bytes": snapshot_bytes}
 
 
+def step_e2e_floor(params: dict) -> dict:
+    """The end-to-end floor: ``ingest`` landing days into its history (in
+    order), then the five report tables of each of ``report`` days."""
+    import duckdb
+    import floor
+
+    landing = Path(params["landing"])
+    started = time.perf_counter()
+    con = duckdb.connect(params["db"])
+    events = sum(floor.e2e_ingest_day(con, landing, dt.date.fromisoformat(d)) for d in params["ingest"])
+    rows = sum(floor.e2e_report_day(con, dt.date.fromisoformat(d)) for d in params["report"])
+    con.close()
+    return {"seconds": time.perf_counter() - started, "events": events, "report_rows": rows}
+
+
+def step_e2e_check(params: dict) -> dict:
+    """The end-to-end floor's tables of ``day`` against the pipeline's snapshot
+    of that day (multiset difference, in SQL)."""
+    import duckdb
+    import floor
+
+    day = dt.date.fromisoformat(params["day"])
+    con = duckdb.connect(params["floor_db"], read_only=True)
+    con.execute(f"ATTACH '{params['work_db']}' AS work (READ_ONLY)")
+    result = {}
+    for table in floor.REPORT_TABLES:
+        columns = ", ".join(row[0] for row in con.execute(f"DESCRIBE {floor.E2E_REPORTS}.{table}").fetchall())
+        mine = f"SELECT {columns} FROM {floor.E2E_REPORTS}.{table} WHERE report_date = DATE '{day}'"
+        theirs = f"SELECT {columns} FROM work.reports.{table} WHERE report_date = DATE '{day}'"
+        result[table] = {
+            "floor_rows": con.execute(f"SELECT count(*) FROM ({mine})").fetchall()[0][0],
+            "only_floor": con.execute(f"SELECT count(*) FROM ({mine} EXCEPT ALL {theirs})").fetchall()[0][0],
+            "only_pipeline": con.execute(f"SELECT count(*) FROM ({theirs} EXCEPT ALL {mine})").fetchall()[0][0],
+        }
+    con.close()
+    return {"tables": result}
+
+
 STEPS = {
+    "e2e_floor": step_e2e_floor,
+    "e2e_check": step_e2e_check,
     "publication": step_publication,
     "ingest_floor": step_ingest_floor,
     "ingest_pipeline": step_ingest_pipeline,
@@ -413,6 +462,29 @@ class Bench:
 
     # -- the benchmark ----------------------------------------------------------
 
+    def tiny_day(self, day: dt.date) -> dict:
+        """Night 2 of 100 learners, the pipeline's and the end-to-end floor's
+        (both on top of night 1): what a night costs beyond its data."""
+        a = self.args
+        self.say(f"a 100-learner day: {day} on 1 day")
+        folder = self.work / "tiny"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        self.cli("tiny_generate", folder, "generate", "--learners", "100", "--days", "2", "--seed", str(a.seed),
+                 "--end-date", day.isoformat())
+        landing = str(folder / "landing" / "events")
+        first = (day - dt.timedelta(days=1)).isoformat()
+        self.cli("tiny_day1_setup", folder, "run", "--date", first)
+        result = {"day": day.isoformat(), "pipeline": self.cli("tiny_day2", folder, "run", "--date", day.isoformat())}
+        db = str(folder / "floor.duckdb")
+        self.step("tiny_floor_setup", "e2e_floor", db=db, landing=landing, ingest=[first], report=[first])
+        result["floor"] = self.step("tiny_floor_day2", "e2e_floor", db=db, landing=landing, ingest=[day.isoformat()],
+                                    report=[day.isoformat()])
+        result["check"] = self.step("tiny_floor_check", "e2e_check", floor_db=db,
+                                    work_db=str(folder / "pipeline" / "work.duckdb"), day=day.isoformat())["tables"]
+        shutil.rmtree(folder)
+        return result
+
     def run(self) -> dict:
         a = self.args
         end = a.end_date or (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1))
@@ -462,12 +534,25 @@ class Bench:
         self.say(f"backfill {first}..{last_backfilled}")
         backfill_dir = self.data_dir("backfill")
         r["backfill"] = self.cli("backfill", backfill_dir, "run", "--from", first.isoformat(), "--to", last_backfilled.isoformat())
+        backfilled = [d.isoformat() for d in days[:-1]]
+        self.say(f"end-to-end floor: backfill {first}..{last_backfilled}")
+        e2e_dir = self.work / "e2e_floor"
+        shutil.rmtree(e2e_dir, ignore_errors=True)
+        e2e_dir.mkdir()
+        r["e2e_backfill"] = self.step("e2e_floor_backfill", "e2e_floor", db=str(e2e_dir / "floor.duckdb"),
+                                      landing=str(landing), ingest=backfilled, report=backfilled)
 
-        # 4. Nightly: day N+1 on N days, day 2 on day 1.
+        # 4. Nightly: day N+1 on N days, day 2 on day 1; the floor's night N+1.
         self.say(f"nightly {nightly} on {a.days} days, and {second} on 1 day")
         last_dir = self.copy_of(backfill_dir, "nightly_last", everything=True)
         lake_before = _bytes_under(last_dir / "warehouse")
         r["nightly_last"] = self.cli("nightly_last", last_dir, "run", "--date", nightly.isoformat())
+        r["e2e_nightly"] = self.step("e2e_floor_nightly", "e2e_floor", db=str(e2e_dir / "floor.duckdb"),
+                                     landing=str(landing), ingest=[nightly.isoformat()], report=[nightly.isoformat()])
+        r["e2e_nightly"]["check"] = self.step(
+            "e2e_floor_check", "e2e_check", floor_db=str(e2e_dir / "floor.duckdb"),
+            work_db=str(last_dir / "pipeline" / "work.duckdb"), day=nightly.isoformat())["tables"]
+        shutil.rmtree(e2e_dir)
         r["nightly_last"]["day"] = nightly.isoformat()
         r["nightly_last"]["lake_bytes_added"] = _bytes_under(last_dir / "warehouse") - lake_before
         r["nightly_last"]["publication"] = self.step("publication_last", "publication", data_dir=str(last_dir),
@@ -482,6 +567,9 @@ class Bench:
         r["nightly_second"]["publication"] = self.step("publication_second", "publication", data_dir=str(second_dir),
                                                        day=second.isoformat())
         shutil.rmtree(second_dir)
+
+        # 4b. A 100-learner day: the fixed cost of a night.
+        r["tiny_day"] = self.tiny_day(second)
 
         # 5. Ingest, reports and exhaust of day N+1 on a copy of the backfill.
         measure_dir = self.copy_of(backfill_dir, "measure", everything=False)
@@ -588,6 +676,25 @@ def summarize(r: dict) -> tuple[list[dict], str]:
     b = r["backfill"]
     add(f"backfill {c['first_day']}..{c['last_backfilled_day']} ({c['days']} days)", b["seconds"], b["peak_rss_kb"],
         None, None, TARGETS["backfill_peak_gib"], "target is for 1,000,000 learners x 30 days", metric="memory")
+    x = r["ingest_first"]["pipeline"]
+    add(f"ingest {r['ingest_first']['day']} (first day), peak memory", x["seconds"], x["peak_rss_kb"], None, None,
+        TARGETS["first_day_peak_gib"], "target is for 1,000,000 learners (7.2M lines)", metric="memory")
+
+    def e2e(measure, pipeline, floor, target, extra=""):
+        same = all(t["only_floor"] == 0 and t["only_pipeline"] == 0 for t in floor["check"].values()) \
+            if "check" in floor else None
+        add(measure, pipeline["seconds"], pipeline["peak_rss_kb"], floor["wall_seconds"], floor["peak_rss_kb"], target,
+            f"whole processes; CPU {pipeline['cpu_seconds']:.1f}s vs {floor['cpu_seconds']:.1f}s "
+            f"({_ratio(pipeline['cpu_seconds'], floor['cpu_seconds']):.2f}x); floor: {floor['events']:,} events, "
+            f"{floor['report_rows']:,} report rows" + ("" if same is None else
+                                                      f"; same rows as the pipeline: {'yes' if same else 'NO'}") + extra)
+
+    e2e(f"e2e: backfill {c['days']} days vs end-to-end floor", b, r["e2e_backfill"], TARGETS["e2e_backfill"])
+    e2e(f"e2e: nightly {n['day']} on {c['days']} days vs floor's night", n, r["e2e_nightly"], TARGETS["e2e_nightly"])
+    t = r["tiny_day"]
+    e2e(f"e2e: 100-learner day {t['day']} on 1 day vs floor's", t["pipeline"], {**t["floor"], "check": t["check"]},
+        TARGETS["e2e_tiny_day"], f"; fixed cost of a night (pipeline - floor): "
+        f"{t['pipeline']['seconds'] - t['floor']['wall_seconds']:.2f}s")
 
     header = (f"certpipeline bench: {c['learners']:,} learners, {c['days']} days + 1 nightly day "
               f"({c['first_day']}..{c['nightly_day']}), seed {c['seed']}, {c['cpus']} CPUs; "
@@ -607,7 +714,9 @@ def summarize(r: dict) -> tuple[list[dict], str]:
         lines.append(f"{'':<4}{row['note']}")
     lines.append("")
     lines.append("floor = bare DuckDB doing the same work: read_json of the day's files (ingest), bench/report_floor.sql "
-                 "(reports), COPY + pyzipper AES-256 (exhaust); for nightly the floor column is day 2 on 1 day.")
+                 "(reports), COPY + pyzipper AES-256 (exhaust); for nightly the floor column is day 2 on 1 day; "
+                 "e2e = the end-to-end floor (bench/floor.py: read_json of the landing days, validation, dedup, "
+                 "typed history, the five tables of every day), whole processes on both sides.")
     lines.append("peak MiB = ru_maxrss of the step's process (includes its imports: Dagster/Polars for pipeline steps).")
     loads = list(_find(r, "load_average"))
     if loads and max(loads) > (c["cpus"] or 1):
@@ -688,6 +797,10 @@ def main(argv=None) -> int:
     for name, check in results["reports"]["check"].items():
         if check["only_floor"] or check["only_pipeline"]:
             print(f"reports.{name}: rows differ from the floor: {json.dumps(check)}")
+    for label, checks in (("nightly", results["e2e_nightly"]["check"]), ("100-learner day", results["tiny_day"]["check"])):
+        for name, check in checks.items():
+            if check["only_floor"] or check["only_pipeline"]:
+                print(f"reports.{name} ({label}): rows differ from the end-to-end floor: {json.dumps(check)}")
     if not results["exhaust"]["check"]["same"]:
         print(f"exhaust: CSV differs from the floor: {json.dumps(results['exhaust']['check'])}")
     return 0
