@@ -8,6 +8,7 @@ knows about Dagster.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,11 +38,35 @@ def resolve_dir(path: str) -> Path:
     return Path(path).expanduser().resolve()
 
 
+def _work_ddl() -> list[str]:
+    return [ingestion.RAW_DDL, publication.PENDING_DDL, *state.history_ddl(), tables.REPORT_DDL]
+
+
+# The working database's schema as this code creates it. A database prepared
+# with the same statements is left alone: re-running them on every open
+# (several times a run) rewrote the views and cost a catalog commit each time.
+WORK_SCHEMA_VERSION = hashlib.sha256("\n;\n".join(_work_ddl()).encode("utf-8")).hexdigest()
+
+
 def prepare_work_database(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(ingestion.RAW_DDL)
-    con.execute(publication.PENDING_DDL)
-    state.ensure_history_tables(con)
-    con.execute(tables.REPORT_DDL)
+    """Create what the working database lacks, unless it was last prepared by
+    the same schema version (``meta.work_schema``)."""
+    try:
+        prepared = con.execute("SELECT version FROM meta.work_schema").fetchall()
+    except duckdb.CatalogException:
+        prepared = []
+    if prepared == [(WORK_SCHEMA_VERSION,)]:
+        return
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for statement in _work_ddl():
+            con.execute(statement)
+        con.execute("CREATE SCHEMA IF NOT EXISTS meta")
+        con.execute("CREATE OR REPLACE TABLE meta.work_schema AS SELECT ?::VARCHAR AS version", [WORK_SCHEMA_VERSION])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
 
 
 def prepare_requests_database(con: duckdb.DuckDBPyConnection) -> None:

@@ -86,11 +86,20 @@ def _select_history(entity: str, source: str = "raw.events", where: str = "true"
     )
 
 
+def history_ddl() -> list[str]:
+    """The statements that create the history tables (when missing) and the
+    current-state views (``state.users`` and friends, for analysts)."""
+    return [
+        "CREATE SCHEMA IF NOT EXISTS state",
+        *(f"CREATE TABLE IF NOT EXISTS {table} AS {_select_history(entity, where='false')}"
+          for entity, table in HISTORY_TABLES.items()),
+        *(f"CREATE OR REPLACE VIEW state.{name} AS {query}" for name, query in state_queries(NO_CUTOFF).items()),
+    ]
+
+
 def ensure_history_tables(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("CREATE SCHEMA IF NOT EXISTS state")
-    for entity, table in HISTORY_TABLES.items():
-        con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS {_select_history(entity, where='false')}")
-    _create_current_views(con)
+    for statement in history_ddl():
+        con.execute(statement)
 
 
 def refresh_history(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
@@ -204,12 +213,6 @@ def state_queries(cutoff: str = CUTOFF_PARAMETER, histories: dict[str, str] = HI
         """,
         "answers": f"SELECT * {history_columns} FROM ({_latest(h['answer'], 'answer', cutoff)})",
     }
-
-
-def _create_current_views(con: duckdb.DuckDBPyConnection) -> None:
-    """``state.users`` and friends: the current state, for analysts."""
-    for name, query in state_queries(NO_CUTOFF).items():
-        con.execute(f"CREATE OR REPLACE VIEW state.{name} AS {query}")
 
 
 # A batch report reads only its batches' slice of the state: whole entities,
