@@ -21,7 +21,7 @@ import pyarrow as pa
 from certpipeline import ingestion, publication, report_requests, state
 from certpipeline.lake import LakeSettings
 from certpipeline.password_vault import PasswordVault, default_key_file
-from certpipeline.reports import tables
+from certpipeline.reports import checks, tables
 from certpipeline.warehouse import LOCK_TIMEOUT_SECONDS, DataPaths, connect_locked
 
 # DuckDB's memory for the working database; beyond it, it spills to pipeline/spill.
@@ -149,17 +149,29 @@ def referential_problems(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     return state.referential_problems(con)
 
 
-def build_report_snapshots(con: duckdb.DuckDBPyConnection, day: dt.date) -> dict[str, pl.DataFrame]:
-    """Compute and store every ``reports.*`` snapshot for ``day``."""
-    reports = tables.build_reports(state.load_state(con, day, entities=tables.REPORT_ENTITIES))
+def build_report_snapshots(con: duckdb.DuckDBPyConnection, day: dt.date,
+                           as_of: state.State | None = None) -> dict[str, pl.DataFrame]:
+    """Compute and store every ``reports.*`` snapshot for ``day``, from ``as_of``
+    (the state as of ``day``) or the state loaded here."""
+    reports = tables.build_reports(as_of or state.load_state(con, day, entities=tables.REPORT_ENTITIES))
     tables.write_snapshots(con, day, reports)
     return reports
 
 
-def build_report_snapshots_for_days(con: duckdb.DuckDBPyConnection, days: list[dt.date]) -> dict[str, pl.DataFrame]:
-    """Every ``reports.*`` snapshot for each of ``days``; each report's rows of all of them."""
-    per_day = [build_report_snapshots(con, day) for day in days]
-    return {name: pl.concat([reports[name] for reports in per_day]) for name in tables.REPORT_BUILDERS}
+def build_and_check_report_snapshots(
+    con: duckdb.DuckDBPyConnection, days: list[dt.date]
+) -> tuple[dict[str, pl.DataFrame], list[checks.CheckOutcome]]:
+    """Every ``reports.*`` snapshot for each of ``days`` (each report's rows of
+    all of them) and the checks over all days. A day's state is loaded once,
+    for its reports and its checks, and dropped before the next day's."""
+    per_day, outcomes = [], {}
+    for day in days:
+        as_of = state.load_state(con, day, entities=tables.REPORT_ENTITIES)
+        per_day.append(build_report_snapshots(con, day, as_of))
+        outcomes[day] = checks.run_report_checks(con, day, as_of)
+        del as_of
+    return ({name: pl.concat([reports[name] for reports in per_day]) for name in tables.REPORT_BUILDERS},
+            checks.combine_days(outcomes))
 
 
 def public_requests(queue: duckdb.DuckDBPyConnection) -> pa.Table:

@@ -52,8 +52,7 @@ report_check_specs = [
 def certificate_reports(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     days = partition_days(context)
     with warehouse.work() as con:
-        reports = pipeline.build_report_snapshots_for_days(con, days)
-        results = checks.run_report_checks_for_days(con, days)
+        reports, results = pipeline.build_and_check_report_snapshots(con, days)
     for name, frame in reports.items():
         yield dg.MaterializeResult(asset_key=dg.AssetKey(["reports", name]), metadata=frame_metadata(frame))
     for result in results:

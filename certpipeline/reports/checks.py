@@ -4,12 +4,13 @@ the Polars transforms that build the tables."""
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
 
 from certpipeline.reports.catalog import TABLES
-from certpipeline.state import CUTOFF_PARAMETER, cutoff_after, state_queries
+from certpipeline.state import CUTOFF_PARAMETER, State, cutoff_after, state_queries
 
 
 @dataclass(frozen=True)
@@ -50,19 +51,38 @@ def duplicate_keys(con: duckdb.DuckDBPyConnection, table: str, day: dt.date) -> 
     ).fetchall()[0][0]
 
 
-def counted_awards_with_course(con: duckdb.DuckDBPyConnection, day: dt.date) -> int:
+# The state entities the checks read.
+CHECKED_ENTITIES = ("awards", "enrollments", "sessions", "certificates")
+
+
+@contextmanager
+def _state_relations(con: duckdb.DuckDBPyConnection, as_of: State | None):
+    """SQL for each entity the checks read: the state the reports were built
+    from when given (registered frames, so it is not aggregated again), else
+    the state query over the history."""
+    if as_of is None:
+        queries = state_queries()
+        yield {name: f"({queries[name]})" for name in CHECKED_ENTITIES}
+        return
+    names = {name: f"checked_{name}" for name in CHECKED_ENTITIES}
+    for name, view in names.items():
+        con.register(view, getattr(as_of, name))
+    try:
+        yield names
+    finally:
+        for view in names.values():
+            con.unregister(view)
+
+
+def counted_awards_with_course(con: duckdb.DuckDBPyConnection, day: dt.date, relations: dict[str, str]) -> int:
     """Contract section 3, written once more in SQL: issued on or before the day,
     not revoked, enrollment (when known) not deleted nor in a deleted session."""
-    queries = state_queries()
     return con.execute(
         f"""
-        WITH awards AS ({queries['awards']}),
-             enrollments AS ({queries['enrollments']}),
-             sessions AS ({queries['sessions']})
         SELECT count(*)
-        FROM awards a
-        LEFT JOIN enrollments e ON e.enrollment_id = a.enrollment_id
-        LEFT JOIN sessions s ON s.session_id = e.session_id
+        FROM {relations['awards']} a
+        LEFT JOIN {relations['enrollments']} e ON e.enrollment_id = a.enrollment_id
+        LEFT JOIN {relations['sessions']} s ON s.session_id = e.session_id
         WHERE NOT a.is_revoked AND a.issued_at < {CUTOFF_PARAMETER}
           AND NOT coalesce(e.is_deleted, false) AND NOT coalesce(s.is_deleted, false)
           AND coalesce(a.course_id, s.course_id) IS NOT NULL
@@ -71,10 +91,10 @@ def counted_awards_with_course(con: duckdb.DuckDBPyConnection, day: dt.date) -> 
     ).fetchall()[0][0]
 
 
-def run_report_checks_for_days(con: duckdb.DuckDBPyConnection, days: list[dt.date]) -> list[CheckOutcome]:
+def combine_days(per_day: dict[dt.date, list[CheckOutcome]]) -> list[CheckOutcome]:
     """Each check over several days' snapshots: the problems of every day
     added up, and the detail of each day that had any."""
-    per_day = {day: run_report_checks(con, day) for day in days}
+    days = list(per_day)
     combined = []
     for index, first in enumerate(per_day[days[0]]):
         outcomes = [(day, per_day[day][index]) for day in days]
@@ -84,14 +104,25 @@ def run_report_checks_for_days(con: duckdb.DuckDBPyConnection, days: list[dt.dat
     return combined
 
 
-def run_report_checks(con: duckdb.DuckDBPyConnection, day: dt.date) -> list[CheckOutcome]:
+def run_report_checks(con: duckdb.DuckDBPyConnection, day: dt.date, as_of: State | None = None) -> list[CheckOutcome]:
+    """The checks of ``day``'s stored snapshots, against ``as_of`` (the state
+    as of ``day`` the reports were built from) or, without it, the state
+    recomputed from the history."""
     outcomes = [CheckOutcome(table, "keys_unique", duplicate_keys(con, table, day)) for table in TABLES]
 
     reported = con.execute(
         "SELECT coalesce(sum(total_certificates_issued), 0) FROM reports.certificate_type_totals WHERE report_date = ?",
         [day],
     ).fetchall()[0][0]
-    expected = counted_awards_with_course(con, day)
+    with _state_relations(con, as_of) as relations:
+        expected = counted_awards_with_course(con, day, relations)
+        # With user status 'all' every certificate is listed, so each learner row's
+        # certificate must be a known certificate as of the day.
+        unlisted = con.execute(
+            f"SELECT count(*) FROM reports.path_certificate_learners l WHERE l.report_date = $day "
+            f"AND l.certificate_id NOT IN (SELECT certificate_id FROM {relations['certificates']})",
+            {"day": day, **({} if as_of else {"cutoff": cutoff_after(day)})},
+        ).fetchall()[0][0]
     outcomes.append(
         CheckOutcome(
             "certificate_type_totals",
@@ -100,14 +131,5 @@ def run_report_checks(con: duckdb.DuckDBPyConnection, day: dt.date) -> list[Chec
             f"reported {reported}, counted awards {expected}",
         )
     )
-
-    # With user status 'all' every certificate is listed, so each learner row's
-    # certificate must be a known certificate as of the day.
-    certificates = state_queries()["certificates"]
-    unlisted = con.execute(
-        f"SELECT count(*) FROM reports.path_certificate_learners l WHERE l.report_date = $day "
-        f"AND l.certificate_id NOT IN (SELECT certificate_id FROM ({certificates}))",
-        {"day": day, "cutoff": cutoff_after(day)},
-    ).fetchall()[0][0]
     outcomes.append(CheckOutcome("path_certificate_learners", "learner_certificates_listed", unlisted))
     return outcomes
