@@ -185,18 +185,24 @@ def step_report_check(params: dict) -> dict:
 
 
 def step_exhaust_setup(params: dict) -> dict:
-    """File (and claim) a course_progress_exhaust request for the largest batch."""
+    """File (and claim) a course_progress_exhaust request for the largest batch,
+    after publishing what the measured night changed."""
     import floor
     import polars as pl
 
     from certpipeline import report_requests as rq
     from certpipeline.state import CATALOG_ENTITIES, load_state
 
+    from certpipeline import pipeline
+
     warehouse = _warehouse(params["data_dir"])
     day = dt.date.fromisoformat(params["day"])
     with warehouse.work() as con:
         batch_id, enrollments = floor.largest_batch(con, day)
         state = load_state(con, day, entities=CATALOG_ENTITIES)
+        # What the night's steps measured above changed is published here, as
+        # the nightly run would have, so the timed pass publishes its requests only.
+        pipeline.publish_warehouse(con, warehouse.get_warehouse())
     admins = state.users.filter((pl.col("platform_role") == "admin") & (pl.col("status") == "active"))
     if admins.is_empty():  # fall back to the batch's creator
         requester = state.sessions.filter(pl.col("session_id") == batch_id)["created_by"][0]
@@ -572,7 +578,9 @@ class Bench:
         r["tiny_day"] = self.tiny_day(second)
 
         # 5. Ingest, reports and exhaust of day N+1 on a copy of the backfill.
-        measure_dir = self.copy_of(backfill_dir, "measure", everything=False)
+        # With the backfill's lake: a pass of requests publishes what changed
+        # since the last publication, not a first copy of the whole warehouse.
+        measure_dir = self.copy_of(backfill_dir, "measure", everything=True)
         if not a.keep:
             shutil.rmtree(backfill_dir)
         work_db = str(measure_dir / "pipeline" / "work.duckdb")
