@@ -1,6 +1,6 @@
 """certpipeline benchmark: the pipeline against bare-DuckDB floors, on generated data.
 
-    python bench/run.py --small          # 20,000 learners x 5 days, about a minute
+    python bench/run.py --small          # 20,000 learners x 5 days, a few minutes
     python bench/run.py                  # 1,000,000 learners x 30 days (generation alone ~2.8 GB)
     python bench/run.py --learners 200000 --days 30 --work /tmp/cpbench --keep
 
@@ -723,7 +723,7 @@ def summarize(r: dict) -> tuple[list[dict], str]:
     lines.append("")
     lines.append("floor = bare DuckDB doing the same work: read_json of the day's files (ingest), bench/report_floor.sql "
                  "(reports), COPY + pyzipper AES-256 (exhaust); for nightly the floor column is day 2 on 1 day; "
-                 "e2e = the end-to-end floor (bench/floor.py: read_json of the landing days, validation, dedup, "
+                 "e2e = the end-to-end floor (bench/floor.py: the landing days' lines parsed as JSON, validation, dedup, "
                  "typed history, the five tables of every day), whole processes on both sides.")
     lines.append("peak MiB = ru_maxrss of the step's process (includes its imports: Dagster/Polars for pipeline steps).")
     loads = list(_find(r, "load_average"))
@@ -759,7 +759,7 @@ def write_results(r: dict, rows: list[dict], table: str) -> Path:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--small", action="store_true", help="20,000 learners x 5 days: a quick look (under two minutes)")
+    parser.add_argument("--small", action="store_true", help="20,000 learners x 5 days: a quick look (a few minutes)")
     parser.add_argument("--learners", type=int, default=None, help="default 1,000,000 (20,000 with --small)")
     parser.add_argument("--days", type=int, default=None, help="backfilled days, default 30 (5 with --small); one more is generated for the nightly run")
     parser.add_argument("--seed", type=int, default=0)
