@@ -22,6 +22,7 @@ from certpipeline import ingestion, publication, report_requests, state
 from certpipeline.lake import LakeSettings
 from certpipeline.password_vault import PasswordVault, default_key_file
 from certpipeline.reports import checks, tables
+from certpipeline.transactions import transaction
 from certpipeline.warehouse import LOCK_TIMEOUT_SECONDS, DataPaths, connect_locked
 
 # DuckDB's memory for the working database; beyond it, it spills to pipeline/spill.
@@ -57,16 +58,11 @@ def prepare_work_database(con: duckdb.DuckDBPyConnection) -> None:
         prepared = []
     if prepared == [(WORK_SCHEMA_VERSION,)]:
         return
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         for statement in _work_ddl():
             con.execute(statement)
         con.execute("CREATE SCHEMA IF NOT EXISTS meta")
         con.execute("CREATE OR REPLACE TABLE meta.work_schema AS SELECT ?::VARCHAR AS version", [WORK_SCHEMA_VERSION])
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
 
 def prepare_requests_database(con: duckdb.DuckDBPyConnection) -> None:
