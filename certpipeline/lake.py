@@ -159,9 +159,9 @@ def is_retryable(error: Exception) -> bool:
     return isinstance(error, duckdb.Error) and any(
         marker in text for marker in ("conflict", "database is locked", "Failed to commit DuckLake transaction",
                                       "violates primary key", "could not serialize",
-                                      # Two writers creating a new catalog at once: the later one
-                                      # finds it on its next attempt.
-                                      "Failed to initialize DuckLake")
+                                      # Two writers creating a new catalog, or the same lake
+                                      # table, at once: the later one finds it on its next attempt.
+                                      "Failed to initialize DuckLake", "already exists")
     )
 
 
