@@ -37,6 +37,7 @@ from certpipeline import state
 from certpipeline.faults import crash_point
 from certpipeline.lake import ALIAS, LakeSettings, attach, with_retries
 from certpipeline.reports.tables import REPORT_BUILDERS
+from certpipeline.transactions import transaction
 
 LANDING, REPORTS = "landing", "reports"
 
@@ -102,8 +103,7 @@ def ensure_lake_schema(con: duckdb.DuckDBPyConnection, work: str, public_request
               *(f"state.{name}" for name in state.state_queries(state.NO_CUTOFF))]
     if not any(missing(qualified) for qualified in wanted):
         return
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         for schema in ("reports", "report_versions", "raw", "state", "ops", "publication"):
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {W}.{schema}")
         if missing("publication.turn"):
@@ -131,10 +131,6 @@ def ensure_lake_schema(con: duckdb.DuckDBPyConnection, work: str, public_request
                     con.execute(f"CREATE VIEW state.{name} AS {query}")
         finally:
             con.execute(f"USE {work}")
-        con.execute("COMMIT")
-    except BaseException:
-        _rollback(con)
-        raise
 
 
 def note_everything_pending(con: duckdb.DuckDBPyConnection) -> None:
@@ -143,19 +139,10 @@ def note_everything_pending(con: duckdb.DuckDBPyConnection) -> None:
     new (or moved-aside and recreated) lake needs."""
     reports = " UNION ".join(f"SELECT report_date FROM reports.{name}" for name in REPORT_BUILDERS)
     histories = " UNION ALL ".join(f"SELECT event_id FROM {table}" for table in HISTORY_TABLES)
-    con.execute("BEGIN TRANSACTION")
-    con.execute(f"INSERT INTO publication.pending_days SELECT DISTINCT '{LANDING}', landing_date FROM raw.landing_files")
-    con.execute(f"INSERT INTO publication.pending_days SELECT '{REPORTS}', report_date FROM ({reports})")
-    con.execute(f"INSERT INTO publication.pending_events {histories}")
-    con.execute("COMMIT")
-
-
-def _rollback(con: duckdb.DuckDBPyConnection) -> None:
-    """Roll back, unless the failed COMMIT already did."""
-    try:
-        con.execute("ROLLBACK")
-    except duckdb.Error:
-        pass
+    with transaction(con):
+        con.execute(f"INSERT INTO publication.pending_days SELECT DISTINCT '{LANDING}', landing_date FROM raw.landing_files")
+        con.execute(f"INSERT INTO publication.pending_days SELECT '{REPORTS}', report_date FROM ({reports})")
+        con.execute(f"INSERT INTO publication.pending_events {histories}")
 
 
 def set_report_day(con: duckdb.DuckDBPyConnection, work: str, name: str, day: dt.date, following: dt.date | None) -> None:
@@ -206,8 +193,7 @@ def _publish_once(con: duckdb.DuckDBPyConnection, work: str, landing_days: list[
                   report_days: list[dt.date], public_request_columns: str) -> int:
     """One lake transaction applying every pending change; returns the requests changed."""
     days_list = "[" + ", ".join(_date(d) for d in landing_days) + "]::DATE[]"
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute(f"UPDATE {W}.publication.turn SET publications = publications + 1")
         if landing_days:
             for table in LANDING_TABLES:
@@ -243,10 +229,6 @@ def _publish_once(con: duckdb.DuckDBPyConnection, work: str, landing_days: list[
             con.execute(f"DELETE FROM {W}.ops.report_requests WHERE request_id IN (SELECT request_id FROM changed_requests)")
             con.execute(f"INSERT INTO {W}.ops.report_requests BY NAME SELECT * FROM changed_requests")
         crash_point("publish.lake_written")
-        con.execute("COMMIT")
-    except BaseException:
-        _rollback(con)
-        raise
     return changed
 
 
@@ -278,11 +260,10 @@ def publish(con: duckdb.DuckDBPyConnection, settings: LakeSettings, public_reque
     crash_point("publish.lake_committed")
     # Only what this publication applied: nothing else writes the working
     # database while we hold its lock, but say so explicitly.
-    con.execute("BEGIN TRANSACTION")
-    con.execute("DELETE FROM publication.pending_days WHERE (what = ? AND list_contains(?::DATE[], day)) "
-                "OR (what = ? AND list_contains(?::DATE[], day))", [LANDING, landing_days, REPORTS, report_days])
-    con.execute("DELETE FROM publication.pending_events WHERE event_id IN (SELECT event_id FROM published_events)")
-    con.execute("COMMIT")
+    with transaction(con):
+        con.execute("DELETE FROM publication.pending_days WHERE (what = ? AND list_contains(?::DATE[], day)) "
+                    "OR (what = ? AND list_contains(?::DATE[], day))", [LANDING, landing_days, REPORTS, report_days])
+        con.execute("DELETE FROM publication.pending_events WHERE event_id IN (SELECT event_id FROM published_events)")
     return Publication(snapshot_id=snapshot_id, landing_days=landing_days, report_days=report_days,
                        history_events=con.execute("SELECT count(*) FROM published_events").fetchone()[0],
                        requests_changed=changed)
