@@ -6,8 +6,6 @@ refusal or a bad argument prints one line to standard error and exits 1.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import datetime as dt
 import json
 import os
@@ -15,214 +13,23 @@ import sys
 import time
 from pathlib import Path
 
+from certpipeline.cli_instance import (
+    QUIET_RUN_CONFIG,
+    dagster_home,
+    dagster_instance,
+    progress as _progress,
+    runs_quietly as _runs_quietly,
+)
+from certpipeline.cli_parser import CliError, build_parser
+
 EXIT_REFUSED = 1
 EXIT_FAILED = 2
-
-
-class CliError(Exception):
-    """A one-line error for the user."""
-
-
-class OneLineParser(argparse.ArgumentParser):
-    def error(self, message):  # argparse would print the usage too
-        raise CliError(f"{self.prog}: {message} (see --help)")
-
-
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date YYYY-MM-DD: {text!r}") from None
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"not a port number: {value}")
-    return value
-
-
-def _filter(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"filters are KEY=VALUE, not {text!r}")
-    return key, value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="certpipeline", description="Certificate reports from learning platform events.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-
-    generate = commands.add_parser("generate", help="write synthetic landing files to run on")
-    generate.add_argument("--learners", type=_positive, default=1000)
-    generate.add_argument("--days", type=_positive, default=30)
-    generate.add_argument("--seed", type=int, default=0)
-    generate.add_argument("--end-date", type=_date, default=None, help="last landing day (default: yesterday, UTC)")
-
-    run = commands.add_parser("run", help="ingest and build every report for a day or a range of days")
-    when = run.add_mutually_exclusive_group(required=True)
-    when.add_argument("--date", type=_date)
-    when.add_argument("--from", dest="from_date", type=_date)
-    run.add_argument("--to", dest="to_date", type=_date)
-
-    request = commands.add_parser("request", help="file a report request and print its id")
-    request.add_argument("report_type", metavar="REPORT_TYPE")
-    request.add_argument("--by", required=True, metavar="USER_ID", help="the requesting user")
-    scope = request.add_mutually_exclusive_group()
-    scope.add_argument("--course", metavar="ID")
-    scope.add_argument("--batch", metavar="ID")
-    scope.add_argument("--certificate", metavar="ID")
-    request.add_argument("--learner", metavar="USER_ID", help="with --certificate")
-    request.add_argument("--filter", dest="filters", type=_filter, action="append", default=[], metavar="KEY=VALUE")
-    password = request.add_mutually_exclusive_group()
-    password.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    password.add_argument("--password-file", type=Path, metavar="PATH")
-
-    listing = commands.add_parser("requests", help="the last ten requests of a scope, newest first")
-    listed = listing.add_mutually_exclusive_group(required=True)
-    listed.add_argument("--course", metavar="ID")
-    listed.add_argument("--batch", metavar="ID")
-    listed.add_argument("--certificate", metavar="ID")
-
-    commands.add_parser("process-requests", help="produce every waiting request now")
-
-    serve = commands.add_parser("serve", help="answer the HTTP API for the learning platform (contract section 8)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
-    serve.add_argument("--port", type=_port, default=8000)
-
-    tokens = commands.add_parser("tokens", help="bearer tokens of the HTTP API's platform clients")
-    token_commands = tokens.add_subparsers(dest="token_command", required=True, parser_class=OneLineParser)
-    token_commands.add_parser("create", help="create a token for client NAME and print it, once").add_argument("name", metavar="NAME")
-    token_commands.add_parser("revoke", help="end client NAME's token").add_argument("name", metavar="NAME")
-    token_commands.add_parser("list", help="every token's client, creation and revocation")
-    commands.add_parser("doctor", help="check every store and say what to do about each problem")
-    commands.add_parser(
-        "warehouse-sql",
-        help="print the SQL that opens the warehouse read-only in DuckDB (CLI or Python)",
-        description="Prints LOAD, ATTACH (read-only) and USE statements; run them as printed, from any "
-        "directory, in the DuckDB CLI (duckdb -cmd \"$(certpipeline warehouse-sql)\") or Python's duckdb.",
-    )
-
-    dev = commands.add_parser("dev", help="the Dagster UI, schedules and sensors in one process (dg dev) on the "
-                              "CLI's instance; stops on SIGTERM and SIGINT even when started in the background")
-    dev.add_argument("--host", default="127.0.0.1", help="address the UI listens on (default: 127.0.0.1, this machine only)")
-    dev.add_argument("--port", type=_port, default=3000)
-    return parser
-
-
-# -- environment ---------------------------------------------------------------
 
 
 def _warehouse():
     from certpipeline.definitions import defs
 
     return defs.resources["warehouse"]
-
-
-def dagster_home() -> Path:
-    """``DAGSTER_HOME``, by default ``<data dir>/dagster_home``."""
-    from certpipeline.warehouse import data_dir_from_env
-
-    return Path(os.environ.get("DAGSTER_HOME") or data_dir_from_env() / "dagster_home")
-
-
-def dagster_instance():
-    """The persistent Dagster instance: ``DAGSTER_HOME``, by default
-    ``<data dir>/dagster_home`` so the UI and the CLI share run history."""
-    import dagster as dg
-
-    from certpipeline.run_recovery import fail_abandoned_runs
-    from certpipeline.warehouse import PRIVATE_FILE_MODE, exclusive_lock, private_directory
-
-    home = str(dagster_home())
-    os.environ["DAGSTER_HOME"] = home
-    private_directory(Path(home))
-    # Two commands starting together on a fresh home would both create
-    # Dagster's SQLite storage (which the instance does when it is built) and
-    # one would fail with "table alembic_version already exists".
-    with exclusive_lock(Path(home) / ".instance.lock"):
-        config = Path(home) / "dagster.yaml"
-        if not config.exists():
-            descriptor = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
-            with os.fdopen(descriptor, "w") as handle:
-                handle.write(DAGSTER_YAML)
-        elif config.read_text() in PREVIOUS_DAGSTER_YAMLS:
-            config.write_text(DAGSTER_YAML)
-        instance = dg.DagsterInstance.get()
-        # Without a daemon nobody else would release a run an earlier, killed
-        # command left STARTED holding the pool slot.
-        for abandoned in fail_abandoned_runs(instance):
-            _progress(f"certpipeline: run {abandoned.run_id} of {abandoned.job_name} was abandoned "
-                      f"(process {abandoned.pid} is gone); marked failed")
-        return instance
-
-
-# Steps that write the working database take the one slot of the duckdb_work
-# pool (pools without a configured limit get default_limit), whoever launched
-# the run; the file lock stays the guarantee underneath. Run monitoring fails
-# runs stuck starting or canceling and frees the slots of finished runs; the
-# abandoned_run_sensor (and the CLI) fail runs whose process was killed.
-DAGSTER_YAML = """\
-telemetry:
-  enabled: false
-concurrency:
-  runs:
-    max_concurrent_runs: 4
-  pools:
-    default_limit: 1
-run_monitoring:
-  enabled: true
-  start_timeout_seconds: 180
-  cancel_timeout_seconds: 180
-  poll_interval_seconds: 30
-  free_slots_after_run_end_seconds: 5
-"""
-
-# What earlier versions wrote; replaced, since their run-tag limit never
-# released a run killed while STARTED.
-PREVIOUS_DAGSTER_YAMLS = (
-    "telemetry:\n  enabled: false\nrun_queue:\n  max_concurrent_runs: 4\n  tag_concurrency_limits:\n"
-    "    - key: certpipeline/warehouse\n      limit: 1\n",
-)
-
-# Dagster's console logger would print a step failure with its traceback; the
-# CLI says what failed in one line (the run in the UI keeps the details).
-QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-
-
-@contextlib.contextmanager
-def _runs_quietly():
-    """Standard error of a Dagster run goes nowhere: the console logger is
-    already quiet, and this silences what else writes there (the compute-log
-    `tail` processes complain when DAGSTER_HOME vanishes). The CLI reports the
-    outcome in one line; the run in the UI keeps the details."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # -- commands --------------------------------------------------------------------

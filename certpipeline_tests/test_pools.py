@@ -17,7 +17,7 @@ import dagster as dg
 import pytest
 from dagster._core.events import DagsterEventType
 
-from certpipeline import cli
+from certpipeline import cli_instance
 from certpipeline import report_requests as rq
 from certpipeline.definitions import defs
 from certpipeline.defs.resources import WORK_POOL, WarehouseResource
@@ -50,7 +50,7 @@ def home(tmp_path) -> Path:
     """A persistent instance configured as the CLI configures it."""
     path = tmp_path / "dagster_home"
     path.mkdir()
-    (path / "dagster.yaml").write_text(cli.DAGSTER_YAML)
+    (path / "dagster.yaml").write_text(cli_instance.DAGSTER_YAML)
     return path
 
 

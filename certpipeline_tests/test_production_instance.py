@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from certpipeline import cli
+from certpipeline import cli_instance
 from certpipeline.definitions import defs
 from certpipeline.defs.resources import WORK_POOL
 from certpipeline_tests.conftest import NIGHTLY
@@ -51,6 +51,6 @@ def test_the_production_instance_runs_the_pipeline_on_postgresql(postgres_databa
 
 
 def test_the_cli_instance_has_the_production_pools_and_run_monitoring():
-    deployed, local = yaml.safe_load(DEPLOYED.read_text()), yaml.safe_load(cli.DAGSTER_YAML)
+    deployed, local = yaml.safe_load(DEPLOYED.read_text()), yaml.safe_load(cli_instance.DAGSTER_YAML)
     assert local["concurrency"] == deployed["concurrency"]
     assert local["run_monitoring"] == deployed["run_monitoring"]
