@@ -5,7 +5,7 @@ the pipeline never writes the file analysts open:
 
 - ``pipeline/work.duckdb`` is the pipeline's working database (raw events,
   entity history, report snapshots). Every process that touches it holds
-  ``pipeline/work.lock`` (an exclusive ``flock``) for as long as it is open,
+  ``pipeline/work.lock`` (an exclusive ``flock`` through ``filelock``) for as long as it is open,
   which serializes Dagster steps, backfill runs and CLI runs.
 - ``pipeline/requests.duckdb`` holds the request queue, under its own lock,
   so filing a request never waits for a long nightly run.
@@ -24,15 +24,14 @@ spill, run storage) are too, and existing stores are tightened when opened.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import filelock
 
 
 PRIVATE_DIRECTORY_MODE = 0o700
@@ -118,26 +117,27 @@ def private_directory(path: Path) -> Path:
 
 @contextmanager
 def exclusive_lock(lock_path: Path, timeout: float = LOCK_TIMEOUT_SECONDS) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_path`` (created owner-only), waiting
+    up to ``timeout`` seconds for another process to release it.
+
+    ``filelock``'s native Unix lock, never its soft fallback (a marker file a
+    killed process would leave behind, blocking everyone after it); the file
+    stays in place on release so every waiter locks the same inode.
+    """
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+") as handle:
-        deadline = time.monotonic() + timeout
-        delay = 0.01
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise WarehouseBusy(
-                        f"{lock_path} is held by another certpipeline process; "
-                        f"waited {timeout:.0f}s"
-                    ) from None
-                time.sleep(delay)
-                delay = min(delay * 2, 0.5)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    lock = filelock.UnixFileLock(
+        lock_path, timeout=timeout, mode=PRIVATE_FILE_MODE, fallback_to_soft=False, preserve_lock_file=True
+    )
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise WarehouseBusy(
+            f"{lock_path} is held by another certpipeline process; waited {timeout:.0f}s"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _configure(con: duckdb.DuckDBPyConnection, memory_limit: str | None = None) -> None:

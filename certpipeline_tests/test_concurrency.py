@@ -2,6 +2,7 @@
 
 import datetime as dt
 import os
+import stat
 import subprocess
 import sys
 import threading
@@ -10,6 +11,7 @@ import duckdb
 import pytest
 
 from certpipeline.generate import generate_landing
+from certpipeline.warehouse import WarehouseBusy, exclusive_lock
 from certpipeline_tests.conftest import run_nightly
 
 DAYS = ("2026-11-20", "2026-11-21", "2026-11-22", "2026-11-23")
@@ -123,3 +125,34 @@ def test_two_cli_runs_at_once_are_serialized_and_both_succeed(tmp_path):
                        "GROUP BY ALL HAVING count(*) > 1)").fetchall() == [(0,)]
     finally:
         con.close()
+
+
+# Holds the lock given as argument until a line arrives on stdin.
+LOCK_HOLDER = """
+import sys
+from pathlib import Path
+from certpipeline.warehouse import exclusive_lock
+with exclusive_lock(Path(sys.argv[1])):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_a_lock_held_by_another_process_makes_the_waiter_give_up_in_one_line_then_is_free_again(tmp_path):
+    lock = tmp_path / "pipeline" / "work.lock"
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(lock)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(WarehouseBusy) as busy:
+            with exclusive_lock(lock, timeout=0.5):
+                pass
+        assert str(busy.value) == f"{lock} is held by another certpipeline process; waited 0s"
+    finally:
+        holder.communicate("\n", timeout=60)
+    assert holder.returncode == 0
+    # Released, not deleted: the next holder locks the same owner-only file.
+    assert oct(stat.S_IMODE(lock.stat().st_mode)) == oct(0o600)
+    inode = lock.stat().st_ino
+    with exclusive_lock(lock, timeout=60):
+        assert lock.stat().st_ino == inode
