@@ -282,10 +282,12 @@ def step_exhaust_check(params: dict) -> dict:
 
 def step_publication(params: dict) -> dict:
     """The publication step of the data directory's latest run (from its Dagster
-    instance), and what one full day of report snapshots weighs as Parquet."""
+    instance), and what one full day of report snapshots weighs as Parquet
+    with the lake's compression."""
     import dagster as dg
     import duckdb
 
+    from certpipeline.publication import PARQUET_COMPRESSION
     from certpipeline.reports.tables import REPORT_BUILDERS
 
     data_dir = Path(params["data_dir"])
@@ -297,7 +299,8 @@ def step_publication(params: dict) -> dict:
     try:
         for name in REPORT_BUILDERS:
             target = data_dir / f"snapshot-{name}.parquet"
-            con.execute(f"COPY (SELECT * FROM reports.{name} WHERE report_date = ?) TO '{target}' (FORMAT parquet)",
+            con.execute(f"COPY (SELECT * FROM reports.{name} WHERE report_date = ?) TO '{target}' "
+                        f"(FORMAT parquet, COMPRESSION {PARQUET_COMPRESSION})",
                         [dt.date.fromisoformat(params["day"])])
             snapshot_bytes += target.stat().st_size
             target.unlink()

@@ -53,6 +53,11 @@ HISTORY_TABLES = tuple(state.HISTORY_TABLES.values())
 
 W = ALIAS  # the lake, attached in the work connection
 
+# zstd rather than DuckLake's default snappy: a night adds about a third
+# fewer bytes to the lake at no measurable cost in publication time (bench).
+# Kept in the catalog, so maintenance rewrites files with it too.
+PARQUET_COMPRESSION = "zstd"
+
 
 @dataclass(frozen=True)
 class Publication:
@@ -93,7 +98,10 @@ def lake_is_new(con: duckdb.DuckDBPyConnection) -> bool:
 
 
 def ensure_lake_schema(con: duckdb.DuckDBPyConnection, work: str, public_request_columns: str) -> None:
-    """Create what the lake lacks: tables shaped like the working ones, and the views."""
+    """Create what the lake lacks: its Parquet compression, tables shaped like
+    the working ones, and the views."""
+    if not con.execute(f"SELECT count(*) FROM {W}.options() WHERE option_name = 'parquet_compression'").fetchone()[0]:
+        con.execute(f"CALL {W}.set_option('parquet_compression', '{PARQUET_COMPRESSION}')")
     existing = {(s, t) for s, t in con.execute(
         "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ? "
         "UNION ALL SELECT schema_name, view_name FROM duckdb_views() WHERE database_name = ?", [W, W]).fetchall()}

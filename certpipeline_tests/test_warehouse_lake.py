@@ -102,6 +102,7 @@ def test_maintenance_bounds_the_file_count_and_changes_no_row(landing, warehouse
         before = contents(con, lake.ALIAS)
         tables = con.sql("SELECT count(*) FROM duckdb_tables() WHERE database_name = 'warehouse'").fetchall()[0][0]
     files_before = maintenance.files_on_disk(warehouse.lake)
+    assert _compressions(warehouse) == {"ZSTD"}
     # Keep nothing old, so the bound shows at once (production keeps 30 days).
     done = maintenance.maintain(warehouse.lake, keep_snapshots=dt.timedelta(0), keep_unused_files=dt.timedelta(0))
     files_after = maintenance.files_on_disk(warehouse.lake)
@@ -110,10 +111,22 @@ def test_maintenance_bounds_the_file_count_and_changes_no_row(landing, warehouse
     assert files_after < files_before
     with lake.reader(warehouse.lake) as con:
         assert contents(con, lake.ALIAS) == before
+    # The merged files keep the lake's compression.
+    assert _compressions(warehouse) == {"ZSTD"}
     # The nightly job keeps publishing onto the compacted lake.
     assert run_nightly(warehouse, "2026-11-26", instance).success
     assert published(warehouse, "SELECT latest_status, count(*) FROM reports.path_certificate_learners "
                                 "WHERE report_date = DATE '2026-11-26' GROUP BY ALL") == [("Expired", 15)]
+
+
+def _compressions(warehouse):
+    """The compression codecs of every column chunk of the lake's data files
+    (DuckLake writes its small delete files with snappy whatever the option)."""
+    files = [str(p) for p in (warehouse.paths.warehouse / "data").rglob("*.parquet")
+             if not p.name.endswith("-delete.parquet")]
+    assert files
+    with lake.reader(warehouse.lake) as con:
+        return {row[0] for row in con.execute("SELECT DISTINCT compression FROM parquet_metadata(?)", [files]).fetchall()}
 
 
 def test_maintenance_job_runs_from_the_definitions(landing, warehouse, instance):
