@@ -97,46 +97,52 @@ def lake_is_new(con: duckdb.DuckDBPyConnection) -> bool:
                            "AND table_name = 'turn'", [W]).fetchone()[0]
 
 
+def lake_objects(work: str, public_request_columns: str) -> dict[str, tuple[bool, str]]:
+    """Every table and view of the lake, in creation order: qualified name ->
+    (is a view, the statement creating it). Tables are shaped like the working
+    database's; views are created inside the lake, where they bind their names."""
+    tables = {
+        "publication.turn": "SELECT 0::BIGINT AS publications",
+        **{qualified: f"SELECT * FROM {work}.{qualified} LIMIT 0" for qualified in (*LANDING_TABLES, *HISTORY_TABLES)},
+        "ops.report_requests": f"SELECT {public_request_columns} FROM requests_now LIMIT 0",
+        "report_versions.report_dates": "SELECT NULL::DATE AS report_date LIMIT 0",
+        **{f"report_versions.{name}": f"SELECT * EXCLUDE (report_date), report_date AS valid_from, "
+                                      f"report_date AS valid_to FROM {work}.reports.{name} LIMIT 0"
+           for name in REPORT_BUILDERS},
+    }
+    views = {
+        **{f"reports.{name}": report_view_sql(name) for name in REPORT_BUILDERS},
+        **{f"state.{name}": query for name, query in state.state_queries(state.NO_CUTOFF).items()},
+    }
+    return {
+        **{qualified: (False, f"CREATE TABLE {W}.{qualified} AS {query}") for qualified, query in tables.items()},
+        **{qualified: (True, f"CREATE VIEW {qualified} AS {query}") for qualified, query in views.items()},
+    }
+
+
 def ensure_lake_schema(con: duckdb.DuckDBPyConnection, work: str, public_request_columns: str) -> None:
-    """Create what the lake lacks: its Parquet compression, tables shaped like
-    the working ones, and the views."""
+    """Create what the lake lacks: its Parquet compression, then the tables
+    and views of ``lake_objects``."""
     if not con.execute(f"SELECT count(*) FROM {W}.options() WHERE option_name = 'parquet_compression'").fetchone()[0]:
         con.execute(f"CALL {W}.set_option('parquet_compression', '{PARQUET_COMPRESSION}')")
-    existing = {(s, t) for s, t in con.execute(
+    existing = {f"{s}.{t}" for s, t in con.execute(
         "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ? "
         "UNION ALL SELECT schema_name, view_name FROM duckdb_views() WHERE database_name = ?", [W, W]).fetchall()}
-    missing = lambda qualified: tuple(qualified.split(".")) not in existing  # noqa: E731
-    wanted = ["publication.turn", "ops.report_requests", "report_versions.report_dates", *LANDING_TABLES,
-              *HISTORY_TABLES, *(f"{schema}.{name}" for name in REPORT_BUILDERS for schema in ("reports", "report_versions")),
-              *(f"state.{name}" for name in state.state_queries(state.NO_CUTOFF))]
-    if not any(missing(qualified) for qualified in wanted):
+    missing = {qualified: definition for qualified, definition in lake_objects(work, public_request_columns).items()
+               if qualified not in existing}
+    if not missing:
         return
     with transaction(con):
-        for schema in ("reports", "report_versions", "raw", "state", "ops", "publication"):
+        for schema in sorted({qualified.split(".")[0] for qualified in missing}):
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {W}.{schema}")
-        if missing("publication.turn"):
-            con.execute(f"CREATE TABLE {W}.publication.turn AS SELECT 0::BIGINT AS publications")
-        for qualified in (*LANDING_TABLES, *HISTORY_TABLES):
-            if missing(qualified):
-                con.execute(f"CREATE TABLE {W}.{qualified} AS SELECT * FROM {work}.{qualified} LIMIT 0")
-        if missing("ops.report_requests"):
-            con.execute(f"CREATE TABLE {W}.ops.report_requests AS SELECT {public_request_columns} "
-                        "FROM requests_now LIMIT 0")
-        if missing("report_versions.report_dates"):
-            con.execute(f"CREATE TABLE {W}.report_versions.report_dates (report_date DATE)")
-        for name in REPORT_BUILDERS:
-            if missing(f"report_versions.{name}"):
-                con.execute(f"CREATE TABLE {W}.report_versions.{name} AS SELECT * EXCLUDE (report_date), "
-                            f"report_date AS valid_from, report_date AS valid_to FROM {work}.reports.{name} LIMIT 0")
-        # Views bind their names in the catalog they are created in.
+        for is_view, statement in missing.values():
+            if not is_view:
+                con.execute(statement)
         con.execute(f"USE {W}")
         try:
-            for name in REPORT_BUILDERS:
-                if missing(f"reports.{name}"):
-                    con.execute(f"CREATE VIEW reports.{name} AS {report_view_sql(name)}")
-            for name, query in state.state_queries(state.NO_CUTOFF).items():
-                if missing(f"state.{name}"):
-                    con.execute(f"CREATE VIEW state.{name} AS {query}")
+            for is_view, statement in missing.values():
+                if is_view:
+                    con.execute(statement)
         finally:
             con.execute(f"USE {work}")
 
