@@ -15,12 +15,12 @@ from pathlib import Path
 
 from certpipeline.cli_instance import (
     QUIET_RUN_CONFIG,
-    dagster_home,
     dagster_instance,
     progress as _progress,
     runs_quietly as _runs_quietly,
 )
 from certpipeline.cli_parser import CliError, build_parser
+from certpipeline.settings import REPOSITORY_ROOT, Settings, SettingError
 
 EXIT_REFUSED = 1
 EXIT_FAILED = 2
@@ -37,7 +37,6 @@ def _warehouse():
 
 def cmd_generate(args) -> int:
     from certpipeline.generate import generate_landing
-    from certpipeline.warehouse import data_dir_from_env
 
     started = time.monotonic()
     last = [0.0]
@@ -49,7 +48,7 @@ def cmd_generate(args) -> int:
             _progress(f"generate: {stage} {done:,}/{total:,}")
 
     summary = generate_landing(
-        data_dir_from_env(), learners=args.learners, days=args.days, seed=args.seed, end_date=args.end_date,
+        args.settings.data_dir, learners=args.learners, days=args.days, seed=args.seed, end_date=args.end_date,
         progress=progress,
     )
     print(
@@ -91,7 +90,7 @@ def cmd_run(args) -> int:
             f"certpipeline run: {outside[0]} is outside the daily partitions "
             f"({daily_partitions.start:%Y-%m-%d} to yesterday; set CERTPIPELINE_FIRST_DAY for older days)"
         )
-    instance = dagster_instance()
+    instance = dagster_instance(args.settings)
     job = defs.resolve_job_def("nightly_job")
     started = time.monotonic()
     # One run over the range, as a UI backfill makes (the assets' single-run
@@ -106,7 +105,7 @@ def cmd_run(args) -> int:
                 tags={RANGE_START_TAG: days[0].isoformat(), RANGE_END_TAG: days[-1].isoformat()},
             )
     except Exception as error:  # noqa: BLE001 - Dagster's own storage failed, not a step
-        raise CliError(f"certpipeline run: {span} failed: {_dagster_failure(error)}") from None
+        raise CliError(f"certpipeline run: {span} failed: {_dagster_failure(error, args.settings.dagster_home)}") from None
     if not result.success:
         reason = _failure_reason(result)
         raise CliError(f"certpipeline run: {span} failed (run {result.run_id}): {reason}{_hint(reason)}")
@@ -140,9 +139,8 @@ def _hint(reason: str) -> str:
     return "; see `certpipeline doctor`"
 
 
-def _dagster_failure(error: BaseException) -> str:
-    home = os.environ.get("DAGSTER_HOME", "")
-    if home and not Path(home).is_dir():
+def _dagster_failure(error: BaseException, home: Path) -> str:
+    if not home.is_dir():
         return (f"Dagster's home {home} is gone ({_one_line(error)}); "
                 "run the same command again to recreate it (run history before it is lost)")
     reason = _one_line(error)
@@ -256,7 +254,7 @@ def cmd_process_requests(args) -> int:
     from certpipeline.defs.requests import claim_batch
 
     warehouse = _warehouse()
-    instance = dagster_instance()
+    instance = dagster_instance(args.settings)
     batch = claim_batch(warehouse, instance.get_dynamic_partitions(request_partitions.name), include_leased=True)
     if batch.run_request is None:
         if warehouse.paths.publication_pending.exists():
@@ -273,7 +271,7 @@ def cmd_process_requests(args) -> int:
                 instance=instance, raise_on_error=False, run_config=QUIET_RUN_CONFIG, tags=batch.run_request.tags
             )
     except Exception as error:  # noqa: BLE001 - Dagster's own storage failed, not a step
-        raise CliError(f"certpipeline process-requests: {_dagster_failure(error)}") from None
+        raise CliError(f"certpipeline process-requests: {_dagster_failure(error, args.settings.dagster_home)}") from None
     service = _service()
     for request_id in batch.claimed:
         row = service.get(request_id)
@@ -337,7 +335,7 @@ def cmd_doctor(args) -> int:
     from certpipeline.doctor import diagnose
 
     warehouse = _warehouse()
-    findings = diagnose(warehouse.paths, warehouse.lake, warehouse.get_warehouse().vault, dagster_home())
+    findings = diagnose(warehouse.paths, warehouse.lake, warehouse.get_warehouse().vault, args.settings.dagster_home)
     for finding in findings:
         print(finding.line())
     problems = [f for f in findings if not f.ok]
@@ -358,12 +356,11 @@ def cmd_dev(args) -> int:
     import signal
     import shutil
 
-    from certpipeline.warehouse import REPOSITORY_ROOT
 
     dg = shutil.which("dg", path=str(Path(sys.executable).parent)) or shutil.which("dg")
     if dg is None:
         raise CliError("certpipeline dev: dg is not installed here (it comes with pip install -e .)")
-    dagster_instance()  # sets DAGSTER_HOME and writes the instance's dagster.yaml the first time
+    dagster_instance(args.settings)  # sets DAGSTER_HOME and writes the instance's dagster.yaml the first time
     if (REPOSITORY_ROOT / "pyproject.toml").is_file():
         os.chdir(REPOSITORY_ROOT)  # where [tool.dg] names the code location
     sys.stdout.flush()
@@ -395,15 +392,13 @@ def main(argv: list[str] | None = None) -> int:
     owner_only_from_now_on()
     try:
         args = build_parser().parse_args(argv)
+        # Read once; the commands receive it (the code location reads the same environment when it loads).
+        args.settings = Settings.from_environment()
         return COMMANDS[args.command](args)
     except CliError as error:
         print(str(error), file=sys.stderr)
         return EXIT_REFUSED
-    except ValueError as error:
-        from certpipeline.defs.resources import SettingError
-
-        if not isinstance(error, SettingError):
-            raise
+    except SettingError as error:
         print(f"certpipeline: {error}", file=sys.stderr)
         return EXIT_REFUSED
     except KeyboardInterrupt:

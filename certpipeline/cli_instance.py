@@ -10,15 +10,10 @@ import os
 import sys
 from pathlib import Path
 
-
-def dagster_home() -> Path:
-    """``DAGSTER_HOME``, by default ``<data dir>/dagster_home``."""
-    from certpipeline.warehouse import data_dir_from_env
-
-    return Path(os.environ.get("DAGSTER_HOME") or data_dir_from_env() / "dagster_home")
+from certpipeline.settings import Settings
 
 
-def dagster_instance():
+def dagster_instance(settings: Settings):
     """The persistent Dagster instance: ``DAGSTER_HOME``, by default
     ``<data dir>/dagster_home`` so the UI and the CLI share run history."""
     import dagster as dg
@@ -26,7 +21,8 @@ def dagster_instance():
     from certpipeline.run_recovery import fail_abandoned_runs
     from certpipeline.warehouse import PRIVATE_FILE_MODE, exclusive_lock, private_directory
 
-    home = str(dagster_home())
+    home = str(settings.dagster_home)
+    # Dagster's own DagsterInstance.get() (and `dg dev`, started from here) read it.
     os.environ["DAGSTER_HOME"] = home
     private_directory(Path(home))
     # Two commands starting together on a fresh home would both create

@@ -111,6 +111,3 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1", help="address the UI listens on (default: 127.0.0.1, this machine only)")
     dev.add_argument("--port", type=_port, default=3000)
     return parser
-
-
-# -- environment ---------------------------------------------------------------

@@ -28,7 +28,8 @@ import duckdb
 from cryptography.fernet import Fernet
 
 from certpipeline import lake
-from certpipeline.password_vault import KEY_ENVIRONMENT_VARIABLE, PasswordVault
+from certpipeline.password_vault import PasswordVault
+from certpipeline.settings import SECRET_KEY_VARIABLE, secret_key
 from certpipeline.warehouse import (
     PRIVATE_DIRECTORY_MODE,
     PRIVATE_FILE_MODE,
@@ -157,11 +158,12 @@ def check_secret_key(vault: PasswordVault, paths: DataPaths) -> Finding:
     if legacy.exists():
         return Finding("secret key", legacy, "a key in the data directory, beside the passwords it opens",
                        f"move it out: `mv {legacy} {vault.key_file}` (the pipeline also does on its next request)")
-    if os.environ.get(KEY_ENVIRONMENT_VARIABLE):
+    key = secret_key()
+    if key:
         try:
-            Fernet(os.environ[KEY_ENVIRONMENT_VARIABLE])
+            Fernet(key)
         except ValueError:
-            return Finding("secret key", None, f"{KEY_ENVIRONMENT_VARIABLE} is not a Fernet key",
+            return Finding("secret key", None, f"{SECRET_KEY_VARIABLE} is not a Fernet key",
                            "set it to a key from `python -c 'from cryptography.fernet import Fernet; "
                            "print(Fernet.generate_key().decode())'` (waiting passwords sealed with the old one fail)")
         return Finding("secret key", None)

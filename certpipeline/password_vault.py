@@ -19,17 +19,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
-KEY_ENVIRONMENT_VARIABLE = "CERTPIPELINE_SECRET_KEY"
-KEY_FILE_ENVIRONMENT_VARIABLE = "CERTPIPELINE_SECRET_KEY_FILE"
-
-
-def default_key_file() -> Path:
-    """``CERTPIPELINE_SECRET_KEY_FILE``, else under the user's configuration folder."""
-    explicit = os.environ.get(KEY_FILE_ENVIRONMENT_VARIABLE)
-    if explicit:
-        return Path(explicit).expanduser()
-    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(config) / "certpipeline" / "secret.key"
+from certpipeline.settings import secret_key
 
 
 class PasswordVault:
@@ -44,7 +34,7 @@ class PasswordVault:
         return self._key_file
 
     def _fernet(self) -> Fernet:
-        key = os.environ.get(KEY_ENVIRONMENT_VARIABLE)
+        key = secret_key()
         if not key:
             if not self._key_file.exists():
                 legacy = self._legacy_key_file

@@ -20,15 +20,12 @@ import pyarrow as pa
 
 from certpipeline import ingestion, publication, report_requests, state
 from certpipeline.lake import LakeSettings
-from certpipeline.password_vault import PasswordVault, default_key_file
+from certpipeline.password_vault import PasswordVault
 from certpipeline.reports import checks, tables
+from certpipeline.settings import DEFAULT_MEMORY_LIMIT, DEFAULT_RETENTION_DAYS, default_key_file
 from certpipeline.transactions import transaction
 from certpipeline.warehouse import LOCK_TIMEOUT_SECONDS, DataPaths, connect_locked
 
-# DuckDB's memory for the working database; beyond it, it spills to pipeline/spill.
-DEFAULT_MEMORY_LIMIT = "1GB"
-# How long report files are kept (contract section 8).
-DEFAULT_RETENTION_DAYS = 30
 
 
 def utc_now() -> dt.datetime:

@@ -36,17 +36,11 @@ import filelock
 
 PRIVATE_DIRECTORY_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
-REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA_DIR = REPOSITORY_ROOT / "data"
 LOCK_TIMEOUT_SECONDS = 6 * 3600.0
 
 
 class WarehouseBusy(RuntimeError):
     """Another process held the lock for longer than we were willing to wait."""
-
-
-def data_dir_from_env() -> Path:
-    return Path(os.environ.get("CERTPIPELINE_DATA_DIR") or DEFAULT_DATA_DIR).resolve()
 
 
 @dataclass(frozen=True)

@@ -9,20 +9,20 @@ variable.
 """
 
 import datetime as dt
-import os
 import warnings
 
 import dagster as dg
 
 from certpipeline.landing_files import earliest_landing_day
-from certpipeline.warehouse import DataPaths, data_dir_from_env
+from certpipeline.settings import Settings
+from certpipeline.warehouse import DataPaths
 
 
-def first_partition_day() -> dt.date:
-    configured = os.environ.get("CERTPIPELINE_FIRST_DAY")
-    if configured:
-        return dt.date.fromisoformat(configured)
-    earliest = earliest_landing_day(DataPaths(data_dir_from_env()))
+def first_partition_day(settings: Settings | None = None) -> dt.date:
+    settings = settings or Settings.from_environment()
+    if settings.first_day:
+        return settings.first_day
+    earliest = earliest_landing_day(DataPaths(settings.data_dir))
     return earliest or dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
 
 

@@ -1,7 +1,6 @@
 """Resources: the only way Dagster code reaches the data directory."""
 
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -10,20 +9,9 @@ import duckdb
 
 from certpipeline import pipeline
 from certpipeline.lake import LakeSettings
-from certpipeline.pipeline import DEFAULT_MEMORY_LIMIT, DEFAULT_RETENTION_DAYS, Warehouse
-from certpipeline.warehouse import LOCK_TIMEOUT_SECONDS, DataPaths, data_dir_from_env
-
-
-class SettingError(ValueError):
-    """An environment variable with a value the pipeline cannot use."""
-
-
-def _retention_days(text: str | None) -> int:
-    if not text:
-        return DEFAULT_RETENTION_DAYS
-    if not text.strip().isdigit() or int(text) < 1:
-        raise SettingError(f"CERTPIPELINE_RETENTION_DAYS must be a whole number of days, at least 1, not {text!r}")
-    return int(text)
+from certpipeline.pipeline import Warehouse
+from certpipeline.settings import DEFAULT_MEMORY_LIMIT, DEFAULT_RETENTION_DAYS, Settings
+from certpipeline.warehouse import LOCK_TIMEOUT_SECONDS, DataPaths
 
 # The Dagster pool of every step that writes the working database: with the
 # instance's `concurrency: pools: default_limit: 1` one such step runs at a
@@ -53,19 +41,12 @@ class WarehouseResource(dg.ConfigurableResource):
     lake_data_path: str = ""
 
     @classmethod
-    def from_environment(cls) -> "WarehouseResource":
-        """``CERTPIPELINE_DATA_DIR`` (default ``data/`` in the repository),
-        ``CERTPIPELINE_DUCKDB_MEMORY_LIMIT`` (default 1GB),
-        ``CERTPIPELINE_RETENTION_DAYS`` (default 30), ``CERTPIPELINE_CATALOG``
-        and ``CERTPIPELINE_LAKE_DATA_PATH`` (default: a SQLite catalog and
-        Parquet files under ``warehouse/`` in the data directory)."""
-        return cls(
-            data_dir=str(data_dir_from_env()),
-            duckdb_memory_limit=os.environ.get("CERTPIPELINE_DUCKDB_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT,
-            retention_days=_retention_days(os.environ.get("CERTPIPELINE_RETENTION_DAYS")),
-            catalog=os.environ.get("CERTPIPELINE_CATALOG", ""),
-            lake_data_path=os.environ.get("CERTPIPELINE_LAKE_DATA_PATH", ""),
-        )
+    def from_settings(cls, settings: Settings) -> "WarehouseResource":
+        """The resource of ``settings`` (``certpipeline/settings.py`` lists the
+        variables, their defaults and meaning)."""
+        return cls(data_dir=str(settings.data_dir), duckdb_memory_limit=settings.duckdb_memory_limit,
+                   retention_days=settings.retention_days, catalog=settings.catalog,
+                   lake_data_path=settings.lake_data_path)
 
     def get_warehouse(self) -> Warehouse:
         return Warehouse(pipeline.resolve_dir(self.data_dir), self.lock_timeout_seconds, self.duckdb_memory_limit,
@@ -97,4 +78,4 @@ class WarehouseResource(dg.ConfigurableResource):
 def resources() -> dg.Definitions:
     """The resources every asset, sensor and schedule of defs/ receives, built
     from the environment when the code location loads."""
-    return dg.Definitions(resources={"warehouse": WarehouseResource.from_environment()})
+    return dg.Definitions(resources={"warehouse": WarehouseResource.from_settings(Settings.from_environment())})

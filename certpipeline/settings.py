@@ -1,0 +1,123 @@
+"""Every setting certpipeline reads from its environment, in one place.
+
+``Settings.from_environment()`` reads and checks them all at once; a value the
+pipeline cannot use is a ``SettingError`` with a one-line message naming the
+variable. The command line builds it once per command, the Dagster code
+location when it loads (``defs/resources.py``, ``defs/partitions.py``);
+everything else receives the values. ``VARIABLES`` is the table the README
+repeats. Test fault injection (``faults.py``) is not a setting.
+
+The password key and its file are the exception: ``password_vault`` reads
+them when it seals or opens a password (``secret_key()``,
+``default_key_file()``), so that a key never sits in the resource's
+configuration (which the Dagster UI shows), a run config or a repr.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = REPOSITORY_ROOT / "data"
+DEFAULT_MEMORY_LIMIT = "1GB"
+# How long report files are kept (contract section 8).
+DEFAULT_RETENTION_DAYS = 30
+
+
+SECRET_KEY_VARIABLE = "CERTPIPELINE_SECRET_KEY"
+
+
+class SettingError(ValueError):
+    """An environment variable with a value the pipeline cannot use."""
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    default: str
+    meaning: str
+
+
+VARIABLES = (
+    Variable("CERTPIPELINE_DATA_DIR", "`data/` in the repository",
+             "the data directory: landing files, working stores, the published warehouse, exhausts"),
+    Variable("DAGSTER_HOME", "`<data dir>/dagster_home`",
+             "Dagster's instance (run history, pools); the CLI, `dg dev` and the daemon must share it"),
+    Variable("CERTPIPELINE_FIRST_DAY", "the earliest landing folder, else yesterday",
+             "the first daily partition (an ISO date)"),
+    Variable("CERTPIPELINE_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT,
+             "DuckDB's memory for the working database; beyond it, it spills to `pipeline/spill`"),
+    Variable("CERTPIPELINE_RETENTION_DAYS", str(DEFAULT_RETENTION_DAYS),
+             "days a report file is kept before it is deleted and its request `Expired` (a whole number, at least 1)"),
+    Variable("CERTPIPELINE_CATALOG", "`sqlite:<data dir>/warehouse/catalog.sqlite`",
+             "the published lake's catalog, `sqlite:PATH` or `postgres:DSN`"),
+    Variable("CERTPIPELINE_LAKE_DATA_PATH", "`<data dir>/warehouse/data/`",
+             "the published lake's Parquet files (a shared folder with a shared catalog)"),
+    Variable("CERTPIPELINE_SECRET_KEY", "unset",
+             "the Fernet key sealing report passwords, e.g. from a secrets manager; wins over the key file"),
+    Variable("CERTPIPELINE_SECRET_KEY_FILE", "`$XDG_CONFIG_HOME/certpipeline/secret.key` (`~/.config/...`)",
+             "the key file, created 0600 on first use; never inside the data directory"),
+)
+
+
+def default_key_file(environ: Mapping[str, str] | None = None) -> Path:
+    """``CERTPIPELINE_SECRET_KEY_FILE``, else under the user's configuration folder."""
+    environ = os.environ if environ is None else environ
+    explicit = environ.get("CERTPIPELINE_SECRET_KEY_FILE")
+    if explicit:
+        return Path(explicit).expanduser()
+    config = environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "certpipeline" / "secret.key"
+
+
+def secret_key(environ: Mapping[str, str] | None = None) -> str | None:
+    """``CERTPIPELINE_SECRET_KEY``, or None when unset or empty."""
+    return (os.environ if environ is None else environ).get(SECRET_KEY_VARIABLE) or None
+
+
+def _retention_days(text: str | None) -> int:
+    if not text:
+        return DEFAULT_RETENTION_DAYS
+    if not text.strip().isdigit() or int(text) < 1:
+        raise SettingError(f"CERTPIPELINE_RETENTION_DAYS must be a whole number of days, at least 1, not {text!r}")
+    return int(text)
+
+
+def _first_day(text: str | None) -> dt.date | None:
+    if not text:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise SettingError(f"CERTPIPELINE_FIRST_DAY must be a date like 2026-01-31, not {text!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The values of ``VARIABLES`` (but the password key), defaults applied."""
+
+    data_dir: Path
+    dagster_home: Path
+    first_day: dt.date | None = None
+    duckdb_memory_limit: str = DEFAULT_MEMORY_LIMIT
+    retention_days: int = DEFAULT_RETENTION_DAYS
+    catalog: str = ""
+    lake_data_path: str = ""
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        data_dir = Path(environ.get("CERTPIPELINE_DATA_DIR") or DEFAULT_DATA_DIR).resolve()
+        return cls(
+            data_dir=data_dir,
+            dagster_home=Path(environ.get("DAGSTER_HOME") or data_dir / "dagster_home"),
+            first_day=_first_day(environ.get("CERTPIPELINE_FIRST_DAY")),
+            duckdb_memory_limit=environ.get("CERTPIPELINE_DUCKDB_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT,
+            retention_days=_retention_days(environ.get("CERTPIPELINE_RETENTION_DAYS")),
+            catalog=environ.get("CERTPIPELINE_CATALOG", ""),
+            lake_data_path=environ.get("CERTPIPELINE_LAKE_DATA_PATH", ""),
+        )
