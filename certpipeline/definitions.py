@@ -19,9 +19,14 @@ def _with_code_references(loaded: dg.Definitions) -> dg.Definitions:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)
         assets = dg.with_source_code_references(list({id(asset): asset for asset in loaded.assets}.values()))
+    # Every run executes in its run worker's process, including the UI's
+    # backfills and asset selections: their steps all write the one working
+    # file (pool duckdb_work), so separate step processes would only queue on
+    # it while each paid Python's start-up and imports, and a killed run
+    # worker could leave a step process finishing after its run was failed.
     return dg.Definitions(
         assets=assets, asset_checks=loaded.asset_checks, jobs=loaded.jobs, schedules=loaded.schedules,
-        sensors=loaded.sensors, resources=loaded.resources,
+        sensors=loaded.sensors, resources=loaded.resources, executor=dg.in_process_executor,
     )
 
 
