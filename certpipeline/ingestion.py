@@ -155,19 +155,7 @@ def _ingest_lines(con: duckdb.DuckDBPyConnection, day: dt.date, name: str, lines
     )
     con.register("file_lines", file_lines)
     try:
-        # Fetched as Arrow, not kept as a temporary table: inside the day's
-        # transaction a dropped table's rows stay until the commit, so a big
-        # day held every batch's lines in memory at once.
-        validated = con.execute(
-            "SELECT event_id, event_type, occurred_at, file, line_number, "
-            "CASE WHEN reason IS NULL THEN payload END AS payload, "
-            "CASE WHEN reason IS NOT NULL THEN coalesce(line, CAST(raw AS VARCHAR)) END AS rejected_line, reason "
-            f"FROM ({VALIDATION_SQL})"
-        ).to_arrow_table()
-    finally:
-        _unregister(con, "file_lines")
-    con.register("validated_lines", validated)
-    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE validated_lines AS {VALIDATION_SQL}")
         con.execute(
             """
             INSERT INTO raw.events
@@ -179,20 +167,17 @@ def _ingest_lines(con: duckdb.DuckDBPyConnection, day: dt.date, name: str, lines
         con.execute(
             """
             INSERT INTO raw.rejected_events
-            SELECT ?, file, line_number, rejected_line, reason
+            SELECT ?, file, line_number, coalesce(line, CAST(raw AS VARCHAR)), reason
             FROM validated_lines WHERE reason IS NOT NULL
             """,
             [day],
         )
+        con.execute("DROP TABLE validated_lines")
     finally:
-        _unregister(con, "validated_lines")
-
-
-def _unregister(con: duckdb.DuckDBPyConnection, name: str) -> None:
-    try:
-        con.unregister(name)
-    except duckdb.Error:
-        pass  # the transaction is already aborted; the rollback cleans up
+        try:
+            con.unregister("file_lines")
+        except duckdb.Error:
+            pass  # the transaction is already aborted; the rollback cleans up
 
 
 def _mark_duplicates(con: duckdb.DuckDBPyConnection) -> None:

@@ -74,14 +74,14 @@ def _sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _select_history(entity: str, where: str = "true") -> str:
+def _select_history(entity: str, source: str = "raw.events", where: str = "true") -> str:
     """Each payload is parsed once into typed fields (json_transform), not once per column."""
     definition = ENTITIES[entity]
     structure = json.dumps({field.name: _HISTORY_TYPES[field.kind][0] for field in definition.fields})
     types = ", ".join(_sql_string(t) for t in definition.event_types)
     return (
         f"SELECT {_COMMON}, {', '.join(_history_columns(definition))} FROM ("
-        f"SELECT {_COMMON}, event_type, json_transform(payload, {_sql_string(structure)}) AS f FROM raw.events "
+        f"SELECT {_COMMON}, event_type, json_transform(payload, {_sql_string(structure)}) AS f FROM {source} "
         f"WHERE event_type IN ({types}) AND NOT is_duplicate AND {where})"
     )
 
@@ -114,13 +114,14 @@ def refresh_history(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
             "CREATE OR REPLACE TEMP TABLE affected_event_ids AS "
             "SELECT DISTINCT event_id FROM raw.history_refresh_queue"
         )
-        # Each entity reads its events from raw.events itself: a temporary
-        # copy of the affected events (one scan) held the whole day's payloads
-        # in memory until the commit.
+        # One scan of raw.events for the affected events, not one per entity.
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE affected_events AS SELECT * FROM raw.events "
+            "WHERE event_id IN (SELECT event_id FROM affected_event_ids) AND NOT is_duplicate"
+        )
         for entity, table in HISTORY_TABLES.items():
             con.execute(f"DELETE FROM {table} WHERE event_id IN (SELECT event_id FROM affected_event_ids)")
-            con.execute(f"INSERT INTO {table} " + _select_history(
-                entity, where="event_id IN (SELECT event_id FROM affected_event_ids)"))
+            con.execute(f"INSERT INTO {table} " + _select_history(entity, source="affected_events"))
         con.execute("DELETE FROM raw.history_refresh_queue WHERE event_id IN (SELECT event_id FROM affected_event_ids)")
         # The refreshed rows go to the lake at the next publication.
         con.execute("INSERT INTO publication.pending_events SELECT event_id FROM affected_event_ids")
