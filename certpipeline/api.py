@@ -23,7 +23,9 @@ import datetime as dt
 import json
 import logging
 
-from fastapi import FastAPI, Header, Query, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -104,7 +106,14 @@ def create_app(service: RequestService, tokens: TokenStore) -> FastAPI:
         description="Report requests for the learning platform (contract section 8). Every /v1 call carries "
         "`Authorization: Bearer TOKEN` and `X-Acting-User: USER_ID`.",
     )
+    app.state.service = service
+    _require_a_token(app, tokens)
+    _answer_errors_in_one_shape(app)
+    app.include_router(router)
+    return app
 
+
+def _require_a_token(app: FastAPI, tokens: TokenStore) -> None:
     @app.middleware("http")
     async def require_token(request: Request, call_next):
         # Every path but the API's description needs a token: a path that routes
@@ -118,6 +127,10 @@ def create_app(service: RequestService, tokens: TokenStore) -> FastAPI:
             request.state.client = client
         return await call_next(request)
 
+
+def _answer_errors_in_one_shape(app: FastAPI) -> None:
+    """``{"error": "..."}`` with the status of each refusal of the service."""
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError):
         return _error(422 if any(p.get("loc", ("",))[0] == "body" for p in error.errors()) else 400,
@@ -127,67 +140,78 @@ def create_app(service: RequestService, tokens: TokenStore) -> FastAPI:
     async def http_error(request: Request, error: HTTPException):
         return _error(error.status_code, str(error.detail))
 
+    @app.exception_handler(request_rules.RequestRefused)
+    async def refused(request: Request, refusal: request_rules.RequestRefused):
+        return _error(_refusal_status(refusal), f"refused: {refusal}")
+
+    @app.exception_handler(NotFound)
+    async def not_found(request: Request, error: NotFound):
+        return _error(404, str(error))
+
+    @app.exception_handler(FileUnavailable)
+    async def file_unavailable(request: Request, error: FileUnavailable):
+        return _error(410 if error.expired else 409, str(error))
+
+    @app.exception_handler(NoWarehouseYet)
+    async def no_warehouse_yet(request: Request, error: NoWarehouseYet):
+        return _error(503, str(error))
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception):
         # The type only: a message could quote what the client sent.
         log.error("%s %s failed: %s", request.method, request.url.path, type(error).__name__)
         return _error(500, "internal error; see the server log")
 
-    acting_user_header = Header(alias="X-Acting-User", description="the user whose rights apply", min_length=1)
 
-    @app.post("/v1/requests", status_code=201, responses=ERRORS, summary="File a request")
-    def file_request(body: NewRequest, acting_user: str = acting_user_header):
-        unknown = sorted(set(body.scope) - set(SCOPE_KINDS))
-        if unknown:
-            return _error(422, f"unknown scope {unknown[0]!r}: use batch, course, certificate (and learner)")
-        spec = request_rules.RequestSpec(body.report_type, acting_user, filters=tuple(sorted(body.filters.items())),
-                              **body.scope)
-        password = body.password.get_secret_value() if body.password is not None else None
-        body.password = None
-        try:
-            filed = service.file_and_show(spec, password)
-        except request_rules.RequestRefused as refusal:
-            return _error(_refusal_status(refusal), f"refused: {refusal}")
-        except NoWarehouseYet as error:
-            return _error(503, str(error))
-        finally:
-            del password
-        return JSONResponse(_answer(service, filed), status_code=201)
+# -- the routes: each a few lines over the request service; its refusals become
+# answers in the handlers above ----------------------------------------------------
 
-    @app.get("/v1/requests", responses=ERRORS, summary="The last ten requests of a scope, newest first")
-    def list_requests(acting_user: str = acting_user_header, batch: str | None = Query(None),
-                      course: str | None = Query(None), certificate: str | None = Query(None)):
-        given = [(kind, value) for kind, value in zip(LISTED_BY, (batch, course, certificate), strict=True)
-                 if value is not None]
-        if len(given) != 1:
-            return _error(400, "give exactly one of batch, course or certificate")
-        [(kind, scope_id)] = given
-        try:
-            return [_answer(service, row) for row in service.list_scope(kind, scope_id, acting_user)]
-        except NoWarehouseYet as error:
-            return _error(503, str(error))
+router = APIRouter()
 
-    @app.get("/v1/requests/{request_id}", responses=ERRORS, summary="One request and its status")
-    def get_request(request_id: str, acting_user: str = acting_user_header):
-        try:
-            return _answer(service, service.get(request_id, acting_user))
-        except NotFound as error:
-            return _error(404, str(error))
-        except NoWarehouseYet as error:
-            return _error(503, str(error))
 
-    @app.get("/v1/requests/{request_id}/file", responses=ERRORS, response_class=FileResponse,
-             summary="The request's file, once Success and until it expires")
-    def download(request_id: str, acting_user: str = acting_user_header):
-        try:
-            path = service.download(request_id, acting_user)
-        except NotFound as error:
-            return _error(404, str(error))
-        except FileUnavailable as error:
-            return _error(410 if error.expired else 409, str(error))
-        except NoWarehouseYet as error:
-            return _error(503, str(error))
-        media_type = "application/zip" if path.suffix == ".zip" else "text/csv; charset=utf-8"
-        return FileResponse(path, media_type=media_type, filename=path.name)
+def _service(request: Request) -> RequestService:
+    return request.app.state.service
 
-    return app
+
+Service = Annotated[RequestService, Depends(_service)]
+ActingUser = Annotated[str, Header(alias="X-Acting-User", description="the user whose rights apply", min_length=1)]
+
+
+@router.post("/v1/requests", status_code=201, responses=ERRORS, summary="File a request")
+def file_request(body: NewRequest, acting_user: ActingUser, service: Service):
+    unknown = sorted(set(body.scope) - set(SCOPE_KINDS))
+    if unknown:
+        return _error(422, f"unknown scope {unknown[0]!r}: use batch, course, certificate (and learner)")
+    spec = request_rules.RequestSpec(body.report_type, acting_user, filters=tuple(sorted(body.filters.items())),
+                                     **body.scope)
+    password = body.password.get_secret_value() if body.password is not None else None
+    body.password = None
+    try:
+        filed = service.file_and_show(spec, password)
+    finally:
+        del password
+    return JSONResponse(_answer(service, filed), status_code=201)
+
+
+@router.get("/v1/requests", responses=ERRORS, summary="The last ten requests of a scope, newest first")
+def list_requests(acting_user: ActingUser, service: Service, batch: str | None = Query(None),
+                  course: str | None = Query(None), certificate: str | None = Query(None)):
+    given = [(kind, value) for kind, value in zip(LISTED_BY, (batch, course, certificate), strict=True)
+             if value is not None]
+    if len(given) != 1:
+        return _error(400, "give exactly one of batch, course or certificate")
+    [(kind, scope_id)] = given
+    return [_answer(service, row) for row in service.list_scope(kind, scope_id, acting_user)]
+
+
+@router.get("/v1/requests/{request_id}", responses=ERRORS, summary="One request and its status")
+def get_request(request_id: str, acting_user: ActingUser, service: Service):
+    return _answer(service, service.get(request_id, acting_user))
+
+
+@router.get("/v1/requests/{request_id}/file", responses=ERRORS, response_class=FileResponse,
+            summary="The request's file, once Success and until it expires")
+def download(request_id: str, acting_user: ActingUser, service: Service):
+    path = service.download(request_id, acting_user)
+    media_type = "application/zip" if path.suffix == ".zip" else "text/csv; charset=utf-8"
+    return FileResponse(path, media_type=media_type, filename=path.name)
