@@ -24,8 +24,10 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 import pyzipper
@@ -231,39 +233,49 @@ def write_report_file(
     """
     if password is not None and password == "":
         raise ValueError("empty report password; pass None for an unencrypted report")
+    encrypted = password is not None
+    final_path = _final_path(Path(directory), safe_file_component(stem, max_length=_MAX_STEM_LEN), encrypted)
+    cleaned = spreadsheet_safe(frame)
+    csv_name = final_path.with_suffix(".csv").name
 
-    directory = Path(directory)
+    def write(fh, tmp_name: str) -> None:
+        if encrypted:
+            _write_encrypted_zip(cleaned, fh, csv_name, password)
+        else:
+            # Let Polars write the file natively (fastest path); fsync
+            # through our descriptor afterwards, it is the same inode.
+            _write_csv(cleaned, tmp_name)
+
+    _replace_atomically(final_path, write)
+    return ReportFile(path=final_path, row_count=cleaned.height, encrypted=encrypted)
+
+
+def _final_path(directory: Path, safe_stem: str, encrypted: bool) -> Path:
+    """``directory/<stem>.zip`` or ``.csv``, the directory created owner-only."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     base_dir = directory.resolve(strict=True)
-
-    safe_stem = safe_file_component(stem, max_length=_MAX_STEM_LEN)
-    encrypted = password is not None
-    csv_name = f"{safe_stem}.csv"
-    final_name = f"{safe_stem}.zip" if encrypted else csv_name
-
+    final_path = base_dir / (f"{safe_stem}.zip" if encrypted else f"{safe_stem}.csv")
     # Defence in depth: safe_file_component already rules out separators and
     # dot-names, but never publish anything outside `directory`.
-    final_path = base_dir / final_name
     if final_path.resolve().parent != base_dir or final_path.parent != base_dir:
         raise ValueError(f"report path {final_path!s} escapes {base_dir!s}")
+    return final_path
 
-    cleaned = spreadsheet_safe(frame)
 
+def _replace_atomically(final_path: Path, write: Callable[[BinaryIO, str], None]) -> None:
+    """``write(file, its name)`` into a hidden temporary file beside
+    ``final_path``, fsync it, then rename it into place: a crash never leaves
+    a partial file under the final name, and the temporary file is removed on
+    any error."""
+    base_dir = final_path.parent
     # mkstemp creates the file O_EXCL with mode 0o600.  The leading dot keeps
     # it from ever clashing with a final name (those never start with a dot).
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{safe_stem}.", suffix=".tmp", dir=base_dir
-    )
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final_path.stem}.", suffix=".tmp", dir=base_dir)
     tmp_path = Path(tmp_name)
     try:
         with os.fdopen(fd, "w+b") as fh:
             os.fchmod(fh.fileno(), 0o600)
-            if encrypted:
-                _write_encrypted_zip(cleaned, fh, csv_name, password)
-            else:
-                # Let Polars write the file natively (fastest path); fsync
-                # through our descriptor afterwards, it is the same inode.
-                _write_csv(cleaned, tmp_name)
+            write(fh, tmp_name)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp_path, final_path)
@@ -274,8 +286,6 @@ def write_report_file(
             pass
         raise
     _fsync_directory(base_dir)
-
-    return ReportFile(path=final_path, row_count=cleaned.height, encrypted=encrypted)
 
 
 def _write_encrypted_zip(frame: pl.DataFrame, fh, member: str, password: str) -> None:
