@@ -19,7 +19,7 @@ from certpipeline.cli_instance import (
     progress as _progress,
     runs_quietly as _runs_quietly,
 )
-from certpipeline.cli_parser import CliError, build_parser
+from certpipeline.cli_parser import CliError, build_parser, read_password
 from certpipeline.settings import REPOSITORY_ROOT, Settings, SettingError
 
 EXIT_REFUSED = 1
@@ -158,28 +158,6 @@ def _failure_reason(result) -> str:
     return " ".join(error.message.split())
 
 
-def _read_password(args) -> str | None:
-    """The first line of standard input or of the password file, as UTF-8."""
-    if args.password_stdin:
-        raw = sys.stdin.buffer.readline()
-    elif args.password_file:
-        try:
-            with open(args.password_file, "rb") as handle:
-                raw = handle.readline()
-        except OSError as error:
-            raise CliError(f"certpipeline request: cannot read the password file: {error.strerror}") from None
-    else:
-        return None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise CliError("certpipeline request: the password is not valid UTF-8") from None
-    password = text.rstrip("\r\n")
-    if not password:
-        raise CliError("certpipeline request: the password is empty")
-    return password
-
-
 def _service():
     from certpipeline.request_service import RequestService
 
@@ -197,7 +175,7 @@ def cmd_request(args) -> int:
         certificate=args.certificate, learner=args.learner, filters=tuple(sorted(args.filters)),
     )
     try:
-        request_id = _service().file(spec, _read_password(args))
+        request_id = _service().file(spec, read_password(args))
     except NoWarehouseYet as error:
         raise CliError(f"certpipeline request: {error}") from None
     except request_rules.RequestRefused as refusal:

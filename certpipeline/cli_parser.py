@@ -1,11 +1,13 @@
 """The arguments of the ``certpipeline`` command line (contract section 7):
-every command, its options and how each value is checked; a bad argument is
+every command, its options and how each value is checked (the password read
+from standard input or its file too); a bad argument is
 one line (``CliError``), never argparse's usage dump."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import sys
 from pathlib import Path
 
 
@@ -111,3 +113,25 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1", help="address the UI listens on (default: 127.0.0.1, this machine only)")
     dev.add_argument("--port", type=_port, default=3000)
     return parser
+
+
+def read_password(args) -> str | None:
+    """The first line of standard input or of the password file, as UTF-8."""
+    if args.password_stdin:
+        raw = sys.stdin.buffer.readline()
+    elif args.password_file:
+        try:
+            with open(args.password_file, "rb") as handle:
+                raw = handle.readline()
+        except OSError as error:
+            raise CliError(f"certpipeline request: cannot read the password file: {error.strerror}") from None
+    else:
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CliError("certpipeline request: the password is not valid UTF-8") from None
+    password = text.rstrip("\r\n")
+    if not password:
+        raise CliError("certpipeline request: the password is empty")
+    return password
