@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +55,8 @@ VARIABLES = (
     Variable("CERTPIPELINE_RETENTION_DAYS", str(DEFAULT_RETENTION_DAYS),
              "days a report file is kept before it is deleted and its request `Expired` (a whole number, at least 1)"),
     Variable("CERTPIPELINE_CATALOG", "`sqlite:<data dir>/warehouse/catalog.sqlite`",
-             "the published lake's catalog, `sqlite:PATH` or `postgres:DSN`"),
+             "the published lake's catalog, `sqlite:PATH` or `postgres:DSN` (no password in it: `~/.pgpass` or "
+             "`PGPASSWORD`)"),
     Variable("CERTPIPELINE_LAKE_DATA_PATH", "`<data dir>/warehouse/data/`",
              "the published lake's Parquet files (a shared folder with a shared catalog)"),
     Variable("CERTPIPELINE_SECRET_KEY", "unset",
@@ -96,6 +98,24 @@ def _first_day(text: str | None) -> dt.date | None:
         raise SettingError(f"CERTPIPELINE_FIRST_DAY must be a date like 2026-01-31, not {text!r}") from None
 
 
+# A libpq DSN's password keyword, or a URI's user:password@.
+_DSN_PASSWORD = re.compile(r"(^|\s)password\s*=|://[^/@\s]*:[^/@\s]*@", re.IGNORECASE)
+
+
+def _catalog(text: str | None) -> str:
+    """The lake catalog, refused (without echoing it) when it is neither form
+    or holds a password: ``warehouse-sql`` prints it for analysts and the
+    Dagster UI shows the resource's configuration."""
+    if not text:
+        return ""
+    if not text.startswith(("sqlite:", "postgres:")):
+        raise SettingError("CERTPIPELINE_CATALOG must be sqlite:PATH or postgres:DSN")
+    if _DSN_PASSWORD.search(text.removeprefix("postgres:")):
+        raise SettingError("CERTPIPELINE_CATALOG must not hold a password (warehouse-sql prints it and the Dagster UI "
+                           "shows it): put it in ~/.pgpass or PGPASSWORD")
+    return text
+
+
 @dataclass(frozen=True)
 class Settings:
     """The values of ``VARIABLES`` (but the password key), defaults applied."""
@@ -118,6 +138,6 @@ class Settings:
             first_day=_first_day(environ.get("CERTPIPELINE_FIRST_DAY")),
             duckdb_memory_limit=environ.get("CERTPIPELINE_DUCKDB_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT,
             retention_days=_retention_days(environ.get("CERTPIPELINE_RETENTION_DAYS")),
-            catalog=environ.get("CERTPIPELINE_CATALOG", ""),
+            catalog=_catalog(environ.get("CERTPIPELINE_CATALOG")),
             lake_data_path=environ.get("CERTPIPELINE_LAKE_DATA_PATH", ""),
         )

@@ -39,11 +39,22 @@ def test_every_variable_is_read(tmp_path):
      "CERTPIPELINE_RETENTION_DAYS must be a whole number of days, at least 1, not 'a week'"),
     ("CERTPIPELINE_FIRST_DAY", "01/03/2025",
      "CERTPIPELINE_FIRST_DAY must be a date like 2026-01-31, not '01/03/2025'"),
+    ("CERTPIPELINE_CATALOG", "/srv/lake/catalog.sqlite", "CERTPIPELINE_CATALOG must be sqlite:PATH or postgres:DSN"),
+    *(("CERTPIPELINE_CATALOG", dsn, "CERTPIPELINE_CATALOG must not hold a password (warehouse-sql prints it and the "
+       "Dagster UI shows it): put it in ~/.pgpass or PGPASSWORD")
+      for dsn in ("postgres:host=db user=pipeline password=s3cret dbname=lake",
+                  "postgres:password = s3cret host=db", "postgres:postgresql://pipeline:s3cret@db/lake")),
 ])
 def test_a_bad_value_is_one_line_naming_the_variable(variable, value, message):
     with pytest.raises(SettingError) as error:
         Settings.from_environment({variable: value})
     assert str(error.value) == message
+
+
+def test_a_catalog_without_a_password_is_kept_as_given():
+    for dsn in ("postgres:host=db user=pipeline dbname=lake passfile=/etc/lake.pgpass",
+                "postgres:postgresql://pipeline@db/lake", "sqlite:/srv/lake/catalog.sqlite"):
+        assert Settings.from_environment({"CERTPIPELINE_CATALOG": dsn}).catalog == dsn
 
 
 def test_the_cli_refuses_a_bad_value_in_one_line(tmp_path):
