@@ -20,6 +20,7 @@ from certpipeline.cli_instance import (
     runs_quietly as _runs_quietly,
 )
 from certpipeline.cli_parser import CliError, build_parser, read_password
+from certpipeline.error_text import one_line
 from certpipeline.settings import REPOSITORY_ROOT, Settings, SettingError
 
 EXIT_REFUSED = 1
@@ -128,11 +129,6 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
 def _hint(reason: str) -> str:
     if "No space left on device" in reason:
         return "; free space on the data directory's disk and run the same command again"
@@ -141,9 +137,9 @@ def _hint(reason: str) -> str:
 
 def _dagster_failure(error: BaseException, home: Path) -> str:
     if not home.is_dir():
-        return (f"Dagster's home {home} is gone ({_one_line(error)}); "
+        return (f"Dagster's home {home} is gone ({one_line(error)}); "
                 "run the same command again to recreate it (run history before it is lost)")
-    reason = _one_line(error)
+    reason = one_line(error)
     return f"Dagster could not record the run ({reason}){_hint(reason)}"
 
 
@@ -213,7 +209,7 @@ def _publish_request_statuses(warehouse) -> None:
         with warehouse.work() as con:
             pipeline.publish_warehouse(con, warehouse)
     except (OSError, duckdb.Error) as error:
-        raise CliError(_publication_failed(warehouse, _one_line(error))) from None
+        raise CliError(_publication_failed(warehouse, one_line(error))) from None
 
 
 def _filters_text(filters_json: str) -> str:
@@ -383,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         print("certpipeline: interrupted", file=sys.stderr)
         return 130
     except Exception as error:  # noqa: BLE001 - contract section 7: one line, never a traceback
-        print(f"certpipeline: unexpected error: {_one_line(error)[:500]}; "
+        print(f"certpipeline: unexpected error: {one_line(error, 500)}; "
               "run `certpipeline doctor` to check the stores", file=sys.stderr)
         return EXIT_FAILED
 

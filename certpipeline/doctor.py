@@ -28,6 +28,7 @@ import duckdb
 from cryptography.fernet import Fernet
 
 from certpipeline import lake
+from certpipeline.error_text import one_line
 from certpipeline.password_vault import PasswordVault
 from certpipeline.settings import SECRET_KEY_VARIABLE, secret_key
 from certpipeline.warehouse import (
@@ -93,7 +94,7 @@ def _open_problem(path: Path, lock: Path | None, probe: str) -> str | None:
     except WarehouseBusy:
         return None  # a run holds it; it opened for that run
     except duckdb.Error as error:
-        return f"cannot be opened ({type(error).__name__}: {' '.join(str(error).split())[:160]})"
+        return f"cannot be opened ({one_line(error, 200)})"
     return None
 
 
@@ -127,7 +128,7 @@ def check_lake(paths: DataPaths, settings: lake.LakeSettings) -> Finding:
     except duckdb.Error as error:
         aside = (f"move the lake aside (`mv {paths.warehouse} {paths.warehouse}.broken`)" if settings.sqlite_file
                  else "drop or rename the catalog database")
-        return Finding(store, where, f"cannot be opened ({type(error).__name__}: {' '.join(str(error).split())[:160]})",
+        return Finding(store, where, f"cannot be opened ({one_line(error, 200)})",
                        f"{aside} and publish it again: `certpipeline run --date {last_day}` (a new lake gets everything)")
     if settings.sqlite_file:
         return _mode_problem(store, settings.sqlite_file, PRIVATE_FILE_MODE) or Finding(store, where)

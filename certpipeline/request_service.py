@@ -32,6 +32,7 @@ import polars as pl
 from certpipeline import lake, pipeline
 from certpipeline import report_requests as rq
 from certpipeline import request_rules
+from certpipeline.error_text import one_line
 from certpipeline.faults import crash_point
 from certpipeline.pipeline import Warehouse
 from certpipeline.state import CATALOG_ENTITIES, State, load_state
@@ -126,10 +127,9 @@ class RequestService:
                     con.execute("ROLLBACK")
             except duckdb.Error as error:  # a corrupt or foreign catalog, or missing data files
                 self._close_lake_reader()
-                reason = " ".join(f"{type(error).__name__}: {error}".split())[:200]
                 raise NoWarehouseYet(
-                    f"the published warehouse {settings.catalog} cannot be read ({reason}); publish it again with "
-                    "`certpipeline run --date <last day>` (see `certpipeline doctor`)"
+                    f"the published warehouse {settings.catalog} cannot be read ({one_line(error, 200)}); "
+                    "publish it again with `certpipeline run --date <last day>` (see `certpipeline doctor`)"
                 ) from None
             return self._published[1]
 
