@@ -14,13 +14,14 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg2
+
+from certpipeline_tests.servers import free_port
 
 ENV_DSN = "CERTPIPELINE_TEST_POSTGRES"
 
@@ -29,12 +30,6 @@ def _bin_dir() -> Path:
     candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name))
     assert candidates, "PostgreSQL server binaries are required (Debian package postgresql); .ci/run installs them"
     return Path(candidates[-1])
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _as_server_user(command: list[str]) -> list[str]:
@@ -63,7 +58,7 @@ def started_server(folder: Path) -> Iterator[str]:
         _as_server_user([str(binaries / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8"]),
         check=True, capture_output=True,
     )
-    port = _free_port()
+    port = free_port()
     subprocess.run(
         _as_server_user([
             str(binaries / "pg_ctl"), "-D", str(data), "-l", str(folder / "server.log"), "-w", "-t", "120",

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from certpipeline.defs.resources import WarehouseResource
 from certpipeline.pipeline import Warehouse
 from certpipeline.request_service import RequestService
 from certpipeline_tests.conftest import Landing
+from certpipeline_tests.servers import free_port
 from certpipeline_tests.test_load import BATCHES, write_batches
 from certpipeline_tests.test_load import REPORT_TYPES as LOAD_TYPES
 from certpipeline_tests.test_request_service import build
@@ -57,12 +57,6 @@ from certpipeline_tests.test_requests import (
 )
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def cli(env: dict, *args: str) -> subprocess.CompletedProcess:

@@ -18,7 +18,6 @@ import datetime as dt
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from certpipeline.request_service import RequestService
 from certpipeline.run_recovery import executing_pid
 from certpipeline_tests.conftest import NIGHTLY, Landing
 from certpipeline_tests.postgres_server import create_database
+from certpipeline_tests.servers import free_port, graphql
 from certpipeline_tests.test_production_instance import DEPLOYED, production_environment
 
 pytestmark = pytest.mark.slow
@@ -52,12 +52,6 @@ DAYS = [(YESTERDAY - dt.timedelta(days=offset)).isoformat() for offset in (2, 1,
 # start a process each on a machine that may be busy with other suites.
 DEADLINE_SECONDS = 600
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_for(condition, what: str, log_files=()):
@@ -103,9 +97,7 @@ class Deployment:
     logs: list[Path]
 
     def graphql(self, query: str, **variables) -> dict:
-        answer = httpx.post(self.graphql_url, json={"query": query, "variables": variables}, timeout=60).json()
-        assert "errors" not in answer, answer
-        return answer["data"]
+        return graphql(self.graphql_url, query, **variables)
 
     def instance(self) -> dg.DagsterInstance:
         """The production instance (DAGSTER_PG_* are set for the module), read
@@ -152,7 +144,7 @@ def deployment(postgres_server, tmp_path_factory) -> Iterator[Deployment]:
     postgres = production_environment(create_database(postgres_server, "daemon"))
     env = {**os.environ, **postgres, "DAGSTER_HOME": str(home), "CERTPIPELINE_DATA_DIR": str(data_dir),
            "CERTPIPELINE_FIRST_DAY": DAYS[0]}
-    port = _free_port()
+    port = free_port()
     logs = [root / "daemon.log", root / "webserver.log"]
     deployment = Deployment(data_dir, home, env, f"http://127.0.0.1:{port}/graphql", logs)
     with pytest.MonkeyPatch.context() as patch:

@@ -60,6 +60,16 @@ def findings(root: Path) -> dict[str, str]:
     return {f.store: f.line() for f in found}
 
 
+def problem_after_corrupting(root: Path, store: Path) -> str:
+    """Overwrite ``store`` with garbage and run ``doctor``: it exits 1 and
+    prints one PROBLEM line, returned."""
+    store.write_bytes(b"\x00garbage" * 4096)
+    done = cli(root, "doctor")
+    assert (done.returncode, done.stderr) == (1, "1 problem(s)\n")
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("PROBLEM")]
+    return line
+
+
 @pytest.mark.slow
 def test_a_healthy_installation_is_all_ok_and_exits_0(root):
     done = cli(root, "doctor")
@@ -82,15 +92,11 @@ def test_a_corrupt_work_store_is_rebuilt_as_doctor_says_into_the_same_warehouse(
     # The queue is published as it is now (with the request still waiting): compared on its own.
     before.pop("ops.report_requests")
     work = data / "pipeline" / "work.duckdb"
-    work.write_bytes(b"\x00garbage" * 4096)
-    done = cli(root, "doctor")
-    assert done.returncode == 1
-    [line] = [line for line in done.stdout.splitlines() if line.startswith("PROBLEM")]
+    line = problem_after_corrupting(root, work)
     remedy = f"`rm -f {work} {work}.wal`"
     rerun = f"`certpipeline run --from {FIRST_DAY} --to {LAST_DAY}`"
     assert line.startswith(f"PROBLEM  work database {work}: cannot be opened (")
     assert line.endswith(f"delete it ({remedy}) and re-run every landing day: {rerun}")
-    assert done.stderr == "1 problem(s)\n"
     # Do as it says.
     work.unlink()
     assert cli(root, "run", "--from", FIRST_DAY.isoformat(), "--to", LAST_DAY.isoformat()).returncode == 0
@@ -110,12 +116,9 @@ def test_a_corrupt_lake_is_moved_aside_as_doctor_says_and_published_whole_again(
     # The queue is published as it is now (with the request still waiting): compared on its own.
     before.pop("ops.report_requests")
     catalog = data / "warehouse" / "catalog.sqlite"
-    catalog.write_bytes(b"\x00garbage" * 4096)
     for journal in catalog.parent.glob("catalog.sqlite-*"):
         journal.unlink()
-    done = cli(root, "doctor")
-    assert done.returncode == 1
-    [line] = [line for line in done.stdout.splitlines() if line.startswith("PROBLEM")]
+    line = problem_after_corrupting(root, catalog)
     assert line.startswith(f"PROBLEM  published warehouse {catalog}: cannot be opened (")
     assert line.endswith(f"move the lake aside (`mv {data / 'warehouse'} {data / 'warehouse'}.broken`) and publish "
                          f"it again: `certpipeline run --date {LAST_DAY}` (a new lake gets everything)")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ import httpx
 import psutil
 import pytest
 
+from certpipeline_tests.servers import free_port
+
 pytestmark = pytest.mark.slow
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -28,12 +29,6 @@ BIN = Path(sys.executable).parent
 # machine that may be busy with other suites.
 START_DEADLINE_SECONDS = 180
 STOP_DEADLINE_SECONDS = 60
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _serves_http(port: int):
@@ -96,7 +91,7 @@ def test_started_in_the_background_it_stops_cleanly_on_the_signal(tmp_path, name
     data_dir.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {**os.environ, "DAGSTER_HOME": str(home), "CERTPIPELINE_DATA_DIR": str(data_dir)}
-    command, ready = _commands(_free_port())[name]
+    command, ready = _commands(free_port())[name]
     # What a start-up script does: the job's pid, then its exit status.
     script = f"{shlex.join(command)} > {shlex.quote(str(log))} 2>&1 &\necho $!\nwait $!\necho \"exit $?\"\n"
     shell = subprocess.Popen(["bash", "-c", script], cwd=REPOSITORY, env=env, stdout=subprocess.PIPE, text=True,

@@ -2,10 +2,8 @@
 the project root (it finds the code location in pyproject.toml),
 query its GraphQL endpoint, stop it."""
 
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +11,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from certpipeline_tests.servers import free_port, graphql
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -42,25 +42,9 @@ QUERY = """
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
-
-
 @pytest.mark.slow
 def test_webserver_loads_every_asset_schedule_and_sensor(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home"), "CERTPIPELINE_DATA_DIR": str(tmp_path / "data")}
     (tmp_path / "dagster_home").mkdir()
     (tmp_path / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
@@ -82,7 +66,7 @@ def test_webserver_loads_every_asset_schedule_and_sensor(tmp_path):
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise AssertionError("webserver did not start:\n" + (tmp_path / "webserver.log").read_text()) from None
                 time.sleep(0.3)
-        answer = _graphql(port, QUERY)
+        answer = graphql(f"http://127.0.0.1:{port}/graphql", QUERY)
     finally:
         server.send_signal(signal.SIGINT)
         try:
@@ -92,7 +76,7 @@ def test_webserver_loads_every_asset_schedule_and_sensor(tmp_path):
             server.wait()
         log.close()
 
-    entries = answer["data"]["workspaceOrError"]["locationEntries"]
+    entries = answer["workspaceOrError"]["locationEntries"]
     assert len(entries) == 1
     location = entries[0]["locationOrLoadError"]
     assert location["__typename"] == "RepositoryLocation", location
