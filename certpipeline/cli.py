@@ -27,10 +27,12 @@ EXIT_REFUSED = 1
 EXIT_FAILED = 2
 
 
-def _warehouse():
-    from certpipeline.definitions import defs
+def _warehouse(settings: Settings):
+    """The warehouse resource with the command's settings as values: outside a
+    run, the code location's resource holds the names of its variables."""
+    from certpipeline.defs.resources import WarehouseResource
 
-    return defs.resources["warehouse"]
+    return WarehouseResource.from_settings(settings)
 
 
 # -- commands --------------------------------------------------------------------
@@ -80,7 +82,7 @@ def cmd_run(args) -> int:
     from certpipeline.landing_files import missing_landing_message
 
     days = _days(args)
-    warehouse = _warehouse()
+    warehouse = _warehouse(args.settings)
     missing = missing_landing_message(warehouse.paths, days)
     if missing:
         raise CliError(f"certpipeline run: {missing}")
@@ -154,10 +156,10 @@ def _failure_reason(result) -> str:
     return " ".join(error.message.split())
 
 
-def _service():
+def _service(settings: Settings):
     from certpipeline.request_service import RequestService
 
-    return RequestService(_warehouse().get_warehouse())
+    return RequestService(_warehouse(settings).get_warehouse())
 
 
 def cmd_request(args) -> int:
@@ -171,7 +173,7 @@ def cmd_request(args) -> int:
         certificate=args.certificate, learner=args.learner, filters=tuple(sorted(args.filters)),
     )
     try:
-        request_id = _service().file(spec, read_password(args))
+        request_id = _service(args.settings).file(spec, read_password(args))
     except NoWarehouseYet as error:
         raise CliError(f"certpipeline request: {error}") from None
     except request_rules.RequestRefused as refusal:
@@ -182,7 +184,7 @@ def cmd_request(args) -> int:
 
 def cmd_requests(args) -> int:
     kind, scope_id = next((k, v) for k, v in (("course", args.course), ("batch", args.batch), ("certificate", args.certificate)) if v)
-    listed = _service().list_scope(kind, scope_id)
+    listed = _service(args.settings).list_scope(kind, scope_id)
     if not listed:
         print(f"no requests for {kind} {scope_id}")
         return 0
@@ -227,7 +229,7 @@ def cmd_process_requests(args) -> int:
     from certpipeline.defs.partitions import request_partitions
     from certpipeline.defs.requests import claim_batch
 
-    warehouse = _warehouse()
+    warehouse = _warehouse(args.settings)
     instance = dagster_instance(args.settings)
     batch = claim_batch(warehouse, instance.get_dynamic_partitions(request_partitions.name), include_leased=True)
     if batch.run_request is None:
@@ -246,7 +248,7 @@ def cmd_process_requests(args) -> int:
             )
     except Exception as error:  # noqa: BLE001 - Dagster's own storage failed, not a step
         raise CliError(f"certpipeline process-requests: {_dagster_failure(error, args.settings.dagster_home)}") from None
-    service = _service()
+    service = _service(args.settings)
     for request_id in batch.claimed:
         row = service.get(request_id)
         print(f"{request_id}  {row['status']:<8}  {row['file_path'] or row['status_reason'] or ''}")
@@ -258,16 +260,16 @@ def cmd_process_requests(args) -> int:
     return 0
 
 
-def _token_store():
+def _token_store(settings: Settings):
     from certpipeline.api_tokens import TokenStore
 
-    return TokenStore(_warehouse().paths.pipeline)
+    return TokenStore(_warehouse(settings).paths.pipeline)
 
 
 def cmd_tokens(args) -> int:
     from certpipeline.api_tokens import TokenError
 
-    store = _token_store()
+    store = _token_store(args.settings)
     try:
         if args.token_command == "create":
             print(store.create(args.name))
@@ -294,11 +296,11 @@ def cmd_serve(args) -> int:
 
     from certpipeline.api import create_app
 
-    app = create_app(_service(), _token_store())
+    app = create_app(_service(args.settings), _token_store(args.settings))
     _progress(f"serve: listening on http://{args.host}:{args.port} (OpenAPI at /docs and /openapi.json)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", server_header=False)
 def cmd_warehouse_sql(args) -> int:
-    lake = _warehouse().lake
+    lake = _warehouse(args.settings).lake
     if not lake.exists():
         raise CliError(f"certpipeline warehouse-sql: no warehouse at {lake.catalog} yet; run `certpipeline run` first")
     print("\n".join(lake.statements(read_only=True)))
@@ -308,7 +310,7 @@ def cmd_warehouse_sql(args) -> int:
 def cmd_doctor(args) -> int:
     from certpipeline.doctor import diagnose
 
-    warehouse = _warehouse()
+    warehouse = _warehouse(args.settings)
     findings = diagnose(warehouse.paths, warehouse.lake, warehouse.get_warehouse().vault, args.settings.dagster_home)
     for finding in findings:
         print(finding.line())

@@ -67,9 +67,18 @@ def test_resources_come_from_the_environment(monkeypatch, tmp_path):
 
     monkeypatch.setenv("CERTPIPELINE_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("CERTPIPELINE_DUCKDB_MEMORY_LIMIT", "300MB")
+    monkeypatch.setenv("CERTPIPELINE_CATALOG", "postgres:host=db.internal dbname=lake")
+    monkeypatch.delenv("CERTPIPELINE_RETENTION_DAYS", raising=False)
     loaded = dg.load_from_defs_folder(path_within_project=Path(certpipeline.definitions.__file__).parent)
-    warehouse = loaded.resources["warehouse"]
-    assert (warehouse.paths.root, warehouse.duckdb_memory_limit) == (tmp_path.resolve(), "300MB")
+    declared = loaded.resources["warehouse"]
+    # What the UI shows: the names of the variables set; the others keep their defaults.
+    assert declared._get_non_default_public_field_values() == {
+        "data_dir": dg.EnvVar("CERTPIPELINE_DATA_DIR"), "duckdb_memory_limit": dg.EnvVar("CERTPIPELINE_DUCKDB_MEMORY_LIMIT"),
+        "catalog": dg.EnvVar("CERTPIPELINE_CATALOG")}
+    # What a run receives: their values.
+    warehouse = declared.process_config_and_initialize()
+    assert (warehouse.paths.root, warehouse.duckdb_memory_limit, warehouse.catalog, warehouse.retention_days) == (
+        tmp_path.resolve(), "300MB", "postgres:host=db.internal dbname=lake", 30)
 
 
 def test_partitions_start_at_the_configured_day_else_the_earliest_landing_folder(monkeypatch, tmp_path):

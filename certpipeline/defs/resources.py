@@ -1,6 +1,7 @@
 """Resources: the only way Dagster code reaches the data directory."""
 
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -19,6 +20,16 @@ from certpipeline.warehouse import LOCK_TIMEOUT_SECONDS, DataPaths
 # whose steps would only wait on the file lock stays queued instead. The file
 # lock held by ``work()`` stays the guarantee underneath.
 WORK_POOL = "duckdb_work"
+
+
+# The resource's fields set by environment variables (settings.VARIABLES).
+FIELD_VARIABLES = {
+    "data_dir": "CERTPIPELINE_DATA_DIR",
+    "duckdb_memory_limit": "CERTPIPELINE_DUCKDB_MEMORY_LIMIT",
+    "retention_days": "CERTPIPELINE_RETENTION_DAYS",
+    "catalog": "CERTPIPELINE_CATALOG",
+    "lake_data_path": "CERTPIPELINE_LAKE_DATA_PATH",
+}
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -47,6 +58,22 @@ class WarehouseResource(dg.ConfigurableResource):
         return cls(data_dir=str(settings.data_dir), duckdb_memory_limit=settings.duckdb_memory_limit,
                    retention_days=settings.retention_days, catalog=settings.catalog,
                    lake_data_path=settings.lake_data_path)
+
+    @classmethod
+    def from_environment_variables(cls, settings: Settings) -> "WarehouseResource":
+        """The resource the code location serves: a field whose variable is set
+        is a ``dg.EnvVar``, read by Dagster when a run starts and shown by its
+        name in the UI (a catalog's DSN is never displayed there); the others
+        are the defaults. ``settings``, read from the same environment, has
+        already refused bad values."""
+        values = cls.from_settings(settings)
+        fields = {}
+        for field, variable in FIELD_VARIABLES.items():
+            if os.environ.get(variable):
+                fields[field] = dg.EnvVar.int(variable) if field == "retention_days" else dg.EnvVar(variable)
+            else:
+                fields[field] = getattr(values, field)
+        return cls(**fields)
 
     def get_warehouse(self) -> Warehouse:
         return Warehouse(pipeline.resolve_dir(self.data_dir), self.lock_timeout_seconds, self.duckdb_memory_limit,
@@ -78,4 +105,5 @@ class WarehouseResource(dg.ConfigurableResource):
 def resources() -> dg.Definitions:
     """The resources every asset, sensor and schedule of defs/ receives, built
     from the environment when the code location loads."""
-    return dg.Definitions(resources={"warehouse": WarehouseResource.from_settings(Settings.from_environment())})
+    return dg.Definitions(
+        resources={"warehouse": WarehouseResource.from_environment_variables(Settings.from_environment())})
