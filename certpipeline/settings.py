@@ -89,6 +89,18 @@ def _retention_days(text: str | None) -> int:
     return int(text)
 
 
+def _memory_limit(text: str | None) -> str:
+    if not text:
+        return DEFAULT_MEMORY_LIMIT
+    import duckdb
+
+    try:  # DuckDB's own parser decides what it accepts
+        duckdb.connect(config={"memory_limit": text}).close()
+    except duckdb.Error:
+        raise SettingError(f"CERTPIPELINE_DUCKDB_MEMORY_LIMIT must be a size like 1GB or 500MB, not {text!r}") from None
+    return text
+
+
 def _first_day(text: str | None) -> dt.date | None:
     if not text:
         return None
@@ -136,7 +148,7 @@ class Settings:
             data_dir=data_dir,
             dagster_home=Path(environ.get("DAGSTER_HOME") or data_dir / "dagster_home"),
             first_day=_first_day(environ.get("CERTPIPELINE_FIRST_DAY")),
-            duckdb_memory_limit=environ.get("CERTPIPELINE_DUCKDB_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT,
+            duckdb_memory_limit=_memory_limit(environ.get("CERTPIPELINE_DUCKDB_MEMORY_LIMIT")),
             retention_days=_retention_days(environ.get("CERTPIPELINE_RETENTION_DAYS")),
             catalog=_catalog(environ.get("CERTPIPELINE_CATALOG")),
             lake_data_path=environ.get("CERTPIPELINE_LAKE_DATA_PATH", ""),

@@ -134,12 +134,13 @@ def exclusive_lock(lock_path: Path, timeout: float = LOCK_TIMEOUT_SECONDS) -> It
         lock.release()
 
 
-def _configure(con: duckdb.DuckDBPyConnection, memory_limit: str | None = None) -> None:
-    con.execute("SET TimeZone = 'UTC'")
+def _config(db_path: Path, memory_limit: str | None) -> dict[str, str]:
+    config = {"temp_directory": str(db_path.parent / "spill")}
     if memory_limit:
         # DuckDB otherwise takes up to 80% of RAM before spilling; a first day of
         # history at a million learners would hold gigabytes in one transaction.
-        con.execute(f"SET memory_limit = '{memory_limit}'")
+        config["memory_limit"] = memory_limit
+    return config
 
 
 @contextmanager
@@ -147,9 +148,11 @@ def connect_locked(
     db_path: Path, lock_name: str, timeout: float, memory_limit: str | None = None
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     with exclusive_lock(db_path.parent / lock_name, timeout):
-        con = duckdb.connect(str(db_path), config={"temp_directory": str(db_path.parent / "spill")})
+        con = duckdb.connect(str(db_path), config=_config(db_path, memory_limit))
         try:
-            _configure(con, memory_limit)
+            # Not in the config: the TimeZone setting needs ICU, which DuckDB
+            # 1.5.5 cannot autoload while it reads a connection's config.
+            con.execute("SET TimeZone = 'UTC'")
             yield con
         finally:
             con.close()

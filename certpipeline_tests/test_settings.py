@@ -40,6 +40,8 @@ def test_every_variable_is_read(tmp_path):
     ("CERTPIPELINE_FIRST_DAY", "01/03/2025",
      "CERTPIPELINE_FIRST_DAY must be a date like 2026-01-31, not '01/03/2025'"),
     ("CERTPIPELINE_CATALOG", "/srv/lake/catalog.sqlite", "CERTPIPELINE_CATALOG must be sqlite:PATH or postgres:DSN"),
+    ("CERTPIPELINE_DUCKDB_MEMORY_LIMIT", "lots",
+     "CERTPIPELINE_DUCKDB_MEMORY_LIMIT must be a size like 1GB or 500MB, not 'lots'"),
     *(("CERTPIPELINE_CATALOG", dsn, "CERTPIPELINE_CATALOG must not hold a password (warehouse-sql prints it and the "
        "Dagster UI shows it): put it in ~/.pgpass or PGPASSWORD")
       for dsn in ("postgres:host=db user=pipeline password=s3cret dbname=lake",
