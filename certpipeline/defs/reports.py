@@ -6,7 +6,7 @@ import dagster as dg
 
 from certpipeline import pipeline
 from certpipeline.defs.ingestion import entity_history
-from certpipeline.defs.metadata import frame_metadata, table_schema
+from certpipeline.defs.metadata import PREVIEW_ROWS, table_preview, table_schema
 from certpipeline.defs.partitions import daily_partitions, one_run_per_range, partition_days
 from certpipeline.defs.resources import WORK_POOL, WarehouseResource
 from certpipeline.reports import catalog, checks
@@ -52,10 +52,11 @@ report_check_specs = [
 def certificate_reports(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     days = partition_days(context)
     with warehouse.work() as con:
-        reports, results = pipeline.build_and_check_report_snapshots(con, days)
-    for name, frame in reports.items():
-        yield dg.MaterializeResult(asset_key=dg.AssetKey(["reports", name]), metadata=frame_metadata(frame))
-    for result in results:
+        computed = pipeline.build_and_check_report_snapshots(con, days, keep_rows=PREVIEW_ROWS)
+    for name, rows in computed.row_counts.items():
+        yield dg.MaterializeResult(asset_key=dg.AssetKey(["reports", name]), metadata={
+            "dagster/row_count": rows, "preview": table_preview(computed.first_rows[name])})
+    for result in computed.checks:
         yield dg.AssetCheckResult(
             asset_key=dg.AssetKey(["reports", result.table]),
             check_name=result.name,
