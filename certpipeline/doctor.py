@@ -21,13 +21,14 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 from cryptography.fernet import Fernet
 
-from certpipeline import lake
+from certpipeline import lake, work_schema
 from certpipeline.error_text import one_line
 from certpipeline.password_vault import PasswordVault
 from certpipeline.settings import SECRET_KEY_VARIABLE, secret_key
@@ -82,19 +83,27 @@ def _rerun_command(paths: DataPaths) -> str:
     return f"`certpipeline run --from {days[0]} --to {days[-1]}`"
 
 
-def _open_problem(path: Path, lock: Path | None, probe: str) -> str | None:
-    """Why the database cannot be opened and probed, or None."""
+SchemaCheck = Callable[[duckdb.DuckDBPyConnection], object]
+
+
+def _open_problem(path: Path, lock: Path | None, probe: str, schema_check: SchemaCheck | None) -> str | None:
+    """Why the database cannot be opened and probed, or None. ``schema_check``
+    raises WorkSchemaMismatch for a schema this version would refuse."""
     try:
         with exclusive_lock(lock, LOCK_WAIT_SECONDS) if lock else contextlib.nullcontext():
             con = duckdb.connect(str(path), read_only=True)
             try:
                 con.execute(probe).fetchall()
+                if schema_check:
+                    schema_check(con)
             finally:
                 con.close()
     except WarehouseBusy:
         return None  # a run holds it; it opened for that run
     except duckdb.Error as error:
         return f"cannot be opened ({one_line(error, 200)})"
+    except work_schema.WorkSchemaMismatch as refusal:
+        return f"{refusal.problem}, which this version cannot migrate"
     return None
 
 
@@ -105,10 +114,11 @@ def check_data_directory(paths: DataPaths) -> Finding:
     return _mode_problem("data directory", paths.root, PRIVATE_DIRECTORY_MODE) or Finding("data directory", paths.root)
 
 
-def check_database(store: str, path: Path, lock: Path | None, probe: str, remedy: str, missing: str) -> Finding:
+def check_database(store: str, path: Path, lock: Path | None, probe: str, remedy: str, missing: str,
+                   schema_check: SchemaCheck | None = None) -> Finding:
     if not path.exists():
         return Finding(store, path, "does not exist", missing) if missing else Finding(store, path)
-    problem = _open_problem(path, lock, probe)
+    problem = _open_problem(path, lock, probe, schema_check)
     if problem:
         return Finding(store, path, problem, remedy)
     return _mode_problem(store, path, PRIVATE_FILE_MODE) or Finding(store, path)
@@ -141,7 +151,7 @@ def check_stores(paths: DataPaths, settings: lake.LakeSettings) -> list[Finding]
         check_database(
             "work database", paths.work_db, paths.pipeline / "work.lock", "SELECT count(*) FROM raw.landing_files",
             f"delete it (`rm -f {paths.work_db} {work_wal}`) and re-run every landing day: {_rerun_command(paths)}",
-            "",
+            "", work_schema.missing_columns,
         ),
         check_database(
             "request queue", paths.requests_db, paths.pipeline / "requests.lock",

@@ -8,7 +8,6 @@ knows about Dagster.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,12 +17,11 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from certpipeline import ingestion, publication, report_requests, state
+from certpipeline import ingestion, publication, report_requests, state, work_schema
 from certpipeline.lake import LakeSettings
 from certpipeline.password_vault import PasswordVault
 from certpipeline.reports import checks, tables
 from certpipeline.settings import DEFAULT_MEMORY_LIMIT, DEFAULT_RETENTION_DAYS, default_key_file
-from certpipeline.transactions import transaction
 from certpipeline.warehouse import LOCK_TIMEOUT_SECONDS, DataPaths, connect_locked
 
 
@@ -36,30 +34,11 @@ def resolve_dir(path: str) -> Path:
     return Path(path).expanduser().resolve()
 
 
-def _work_ddl() -> list[str]:
-    return [ingestion.RAW_DDL, publication.PENDING_DDL, *state.history_ddl(), tables.REPORT_DDL]
-
-
-# The working database's schema as this code creates it. A database prepared
-# with the same statements is left alone: re-running them on every open
-# (several times a run) rewrote the views and cost a catalog commit each time.
-WORK_SCHEMA_VERSION = hashlib.sha256("\n;\n".join(_work_ddl()).encode("utf-8")).hexdigest()
-
-
 def prepare_work_database(con: duckdb.DuckDBPyConnection) -> None:
-    """Create what the working database lacks, unless it was last prepared by
-    the same schema version (``meta.work_schema``)."""
-    try:
-        prepared = con.execute("SELECT version FROM meta.work_schema").fetchall()
-    except duckdb.CatalogException:
-        prepared = []
-    if prepared == [(WORK_SCHEMA_VERSION,)]:
-        return
-    with transaction(con):
-        for statement in _work_ddl():
-            con.execute(statement)
-        con.execute("CREATE SCHEMA IF NOT EXISTS meta")
-        con.execute("CREATE OR REPLACE TABLE meta.work_schema AS SELECT ?::VARCHAR AS version", [WORK_SCHEMA_VERSION])
+    """Create what the working database lacks and migrate the columns this
+    version added (see ``certpipeline.work_schema``), unless it was last
+    prepared by the same schema version."""
+    work_schema.prepare(con)
 
 
 def prepare_requests_database(con: duckdb.DuckDBPyConnection) -> None:
