@@ -55,7 +55,7 @@ def failure_line(done: subprocess.CompletedProcess) -> str:
 @given(data=st.binary(max_size=40), via_file=st.booleans())
 def test_any_password_bytes_give_one_line_and_a_non_zero_exit(tmp_path, monkeypatch, data, via_file):
     # No warehouse here: a readable password goes on to that refusal.
-    monkeypatch.setattr(cli, "_warehouse", lambda: WarehouseResource(data_dir=str(tmp_path / "empty")))
+    monkeypatch.setattr(cli, "_warehouse", lambda settings: WarehouseResource(data_dir=str(tmp_path / "empty")))
     if via_file:
         (tmp_path / "password").write_bytes(data)
         argv = [*REQUEST, "--password-file", str(tmp_path / "password")]
