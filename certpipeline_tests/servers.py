@@ -1,9 +1,11 @@
-"""What the tests that start a server share: a free port on 127.0.0.1 and
-Dagster's GraphQL endpoint."""
+"""What the tests that start a server share: a free port on 127.0.0.1,
+Dagster's GraphQL endpoint, and stopping the server."""
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
 
 import httpx
 
@@ -20,3 +22,14 @@ def graphql(url: str, query: str, **variables) -> dict:
     answer = httpx.post(url, json={"query": query, "variables": variables}, timeout=60).json()
     assert "errors" not in answer, answer
     return answer["data"]
+
+
+def stop(process: subprocess.Popen, how: signal.Signals, timeout: float) -> None:
+    """Send ``how`` and wait up to ``timeout`` seconds; then SIGKILL."""
+    if process.poll() is None:
+        process.send_signal(how)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

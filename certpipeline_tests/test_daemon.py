@@ -37,7 +37,7 @@ from certpipeline.request_service import RequestService
 from certpipeline.run_recovery import executing_pid
 from certpipeline_tests.conftest import NIGHTLY, Landing
 from certpipeline_tests.postgres_server import create_database
-from certpipeline_tests.servers import free_port, graphql
+from certpipeline_tests.servers import free_port, graphql, stop
 from certpipeline_tests.test_production_instance import DEPLOYED, production_environment
 
 pytestmark = pytest.mark.slow
@@ -121,13 +121,7 @@ def _stop(process: subprocess.Popen) -> None:
         started = psutil.Process(process.pid).children(recursive=True)
     except psutil.NoSuchProcess:
         started = []
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    stop(process, signal.SIGTERM, timeout=60)
     for child in started:
         with contextlib.suppress(psutil.NoSuchProcess):
             child.kill()

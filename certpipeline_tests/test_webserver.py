@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from certpipeline_tests.servers import free_port, graphql
+from certpipeline_tests.servers import free_port, graphql, stop
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -68,12 +68,7 @@ def test_webserver_loads_every_asset_schedule_and_sensor(tmp_path):
                 time.sleep(0.3)
         answer = graphql(f"http://127.0.0.1:{port}/graphql", QUERY)
     finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server, signal.SIGINT, timeout=20)
         log.close()
 
     entries = answer["workspaceOrError"]["locationEntries"]
