@@ -125,7 +125,7 @@ def build_report_snapshots(con: duckdb.DuckDBPyConnection, day: dt.date,
                            as_of: state.State | None = None) -> dict[str, pl.DataFrame]:
     """Compute and store every ``reports.*`` snapshot for ``day``, from ``as_of``
     (the state as of ``day``) or the state loaded here."""
-    reports = tables.build_reports(as_of or state.load_state(con, day, entities=tables.REPORT_ENTITIES))
+    reports = tables.build_reports(as_of or tables.report_state(con, day))
     tables.write_snapshots(con, day, reports)
     return reports
 
@@ -151,7 +151,7 @@ def build_and_check_report_snapshots(
     first_rows: dict[str, list[pl.DataFrame]] = {name: [] for name in tables.REPORT_BUILDERS}
     outcomes = {}
     for day in days:
-        as_of = state.load_state(con, day, entities=tables.REPORT_ENTITIES)
+        as_of = tables.report_state(con, day)
         reports = build_report_snapshots(con, day, as_of)
         outcomes[day] = checks.run_report_checks(con, day, as_of)
         for name, frame in reports.items():

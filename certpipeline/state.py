@@ -37,7 +37,10 @@ from certpipeline.events import (
 from certpipeline.faults import crash_point
 from certpipeline.transactions import transaction
 
+# The order of an entity's rows, latest first, and as one value (the latest
+# is the greatest).
 LATEST_FIRST = "occurred_at DESC, landing_date DESC, file DESC, line_number DESC"
+ROW_ORDER = "(occurred_at, landing_date, file, line_number)"
 
 _COMMON = "event_id, occurred_at, landing_date, file, line_number"
 
@@ -60,14 +63,22 @@ _HISTORY_TYPES = {
 }
 
 
-def _history_columns(entity: Entity) -> list[str]:
-    """The typed columns of an entity's history: its payload fields in contract
+def _payload_names(entity: Entity) -> list[str]:
+    """The payload columns of an entity's history: its fields in contract
     order, with the lifecycle flag right after the key."""
-    columns = [_HISTORY_TYPES[field.kind][1].format(name=field.name) for field in entity.fields]
+    names = [field.name for field in entity.fields]
     if entity.ended_flag:
         after_key = max(i for i, field in enumerate(entity.fields) if field.name in entity.key) + 1
-        columns.insert(after_key, f"event_type = {_sql_string(entity.ended_by)} AS {entity.ended_flag}")
-    return columns
+        names.insert(after_key, entity.ended_flag)
+    return names
+
+
+def _history_columns(entity: Entity) -> list[str]:
+    """How each of ``_payload_names`` is typed from the parsed payload ``f``."""
+    typed = {field.name: _HISTORY_TYPES[field.kind][1].format(name=field.name) for field in entity.fields}
+    if entity.ended_flag:
+        typed[entity.ended_flag] = f"event_type = {_sql_string(entity.ended_by)} AS {entity.ended_flag}"
+    return [typed[name] for name in _payload_names(entity)]
 
 
 def _sql_string(text: str) -> str:
@@ -146,6 +157,9 @@ def cutoff_after(day: dt.date) -> dt.datetime:
 
 
 def _latest(history: str, entity: str, cutoff: str) -> str:
+    # A window, not arg_max as in _upserted_with_lifecycle: with arg_max of
+    # whole rows the enrollments (with their progress) and the answers ran
+    # out of the working database's 1 GB at a million learners; the window spills.
     key = ", ".join(ENTITIES[entity].key)
     return (
         f"SELECT * FROM {history} WHERE occurred_at < {cutoff} "
@@ -158,14 +172,12 @@ def _upserted_with_lifecycle(history: str, entity: str, cutoff: str) -> str:
     # One hash aggregate with two arg_max over the row order: about twice as
     # fast as two windows over the sorted history joined back together.
     key, flag = ", ".join(ENTITIES[entity].key), ENTITIES[entity].ended_flag
-    order = "(occurred_at, landing_date, file, line_number)"
     return f"""
         WITH latest AS (
             SELECT {key},
-                arg_max(struct_pack(*COLUMNS(* EXCLUDE ({key}, {flag}, event_id, occurred_at, landing_date, file,
-                                                         line_number))), {order}) FILTER (WHERE {flag} = false)
-                    AS attributes,
-                arg_max({flag}, {order}) AS {flag}
+                arg_max(struct_pack(*COLUMNS(* EXCLUDE ({key}, {flag}, {_COMMON}))), {ROW_ORDER})
+                    FILTER (WHERE {flag} = false) AS attributes,
+                arg_max({flag}, {ROW_ORDER}) AS {flag}
             FROM {history} WHERE occurred_at < {cutoff}
             GROUP BY {key}
         )
@@ -178,7 +190,7 @@ def state_queries(cutoff: str = CUTOFF_PARAMETER, histories: dict[str, str] = HI
     ``cutoff`` (the ``$cutoff`` parameter, or ``NO_CUTOFF``), read from
     ``histories`` (entity -> relation)."""
     h = histories
-    history_columns = "EXCLUDE (event_id, occurred_at, landing_date, file, line_number)"
+    history_columns = f"EXCLUDE ({_COMMON})"
     return {
         "users": f"""
             SELECT * EXCLUDE (is_deleted),
@@ -196,7 +208,7 @@ def state_queries(cutoff: str = CUTOFF_PARAMETER, histories: dict[str, str] = HI
         "enrollments": f"""
             WITH enrollment AS ({_upserted_with_lifecycle(h['enrollment'], 'enrollment', cutoff)}),
             progress AS ({_latest(h['enrollment_progress'], 'enrollment_progress', cutoff)})
-            SELECT enrollment.*, progress.status, progress.progress_percent, progress.completed_at
+            SELECT enrollment.*, progress.* EXCLUDE ({_COMMON}, enrollment_id)
             FROM enrollment LEFT JOIN progress USING (enrollment_id)
         """,
         "awards": _upserted_with_lifecycle(h["award"], "award", cutoff),
@@ -276,19 +288,37 @@ class State:
 CATALOG_ENTITIES = ("users", "groups", "group_members", "group_closure", "courses", "sessions", "certificates")
 
 
+def _only(histories: dict[str, str], attributes: dict[str, tuple[str, ...]]) -> dict[str, str]:
+    """``histories`` with each entity in ``attributes`` narrowed to its event
+    columns, key, lifecycle flag and those attributes, in history order: the
+    state is then aggregated over what is read, not every payload column."""
+    narrowed = dict(histories)
+    for entity, wanted in attributes.items():
+        definition = ENTITIES[entity]
+        kept = {*definition.key, definition.ended_flag, *wanted}
+        columns = [name for name in _payload_names(definition) if name in kept]
+        narrowed[entity] = f"(SELECT {_COMMON}, {', '.join(columns)} FROM {histories[entity]})"
+    return narrowed
+
+
 def load_state(
     con: duckdb.DuckDBPyConnection,
     day: dt.date,
     entities: tuple[str, ...] | None = None,
     batches: list[str] | None = None,
     also_users: list[str] = (),
+    attributes: dict[str, tuple[str, ...]] | None = None,
 ) -> State:
     """Every entity as of ``day``; entities not in ``entities`` come back empty.
 
     With ``batches``, only what reports on those batches read: their
     enrollments, awards and answers, their enrolled users and ``also_users``
-    (the requesters), and no group memberships; the catalog stays whole."""
+    (the requesters), and no group memberships; the catalog stays whole.
+    With ``attributes`` (entity -> payload columns), those entities' frames
+    hold only their key, lifecycle flag and those columns."""
     histories = _scope_batches(con, batches, list(also_users)) if batches is not None else HISTORY_TABLES
+    if attributes:
+        histories = _only(histories, attributes)
     cutoff = {"cutoff": cutoff_after(day)}
     frames = {}
     for name, query in state_queries(histories=histories).items():

@@ -1,5 +1,6 @@
 """A batch report from the state scoped to its batch equals the same report
-from the whole state: scoping only saves work."""
+from the whole state, and the report tables from the state narrowed to what
+they read equal those from the whole state: scoping only saves work."""
 
 import datetime as dt
 
@@ -7,7 +8,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from certpipeline.generate import generate_landing
-from certpipeline.reports import course_dashboard
+from certpipeline.reports import course_dashboard, tables
 from certpipeline.state import load_state
 from certpipeline_tests.conftest import run_nightly
 
@@ -30,3 +31,22 @@ def test_batch_reports_from_scoped_and_whole_state_are_equal(data_dir, warehouse
         for report in (course_dashboard.course_progress_exhaust, course_dashboard.user_profile_exhaust,
                        course_dashboard.question_set_report):
             assert_frame_equal(report(scoped, batch), report(whole, batch))
+
+
+@pytest.mark.slow
+def test_report_tables_from_the_narrowed_and_whole_state_are_equal(data_dir, warehouse, instance):
+    generate_landing(data_dir, learners=1500, days=3, seed=5, end_date=LAST_DAY)
+    for offset in (2, 1, 0):
+        assert run_nightly(warehouse, LAST_DAY - dt.timedelta(days=offset), instance).success
+    with warehouse.work() as con:
+        whole = load_state(con, LAST_DAY)
+        narrowed = tables.report_state(con, LAST_DAY)
+    assert narrowed.users.columns == ["user_id", "name", "email", "status"]
+    assert narrowed.enrollments.columns == [
+        "enrollment_id", "user_id", "session_id", "enrolled_at", "auto_reenrolled", "is_deleted", "status"]
+    assert narrowed.group_members.is_empty() and narrowed.answers.is_empty()
+    assert narrowed.users.height == whole.users.height > 1000
+    from_whole, from_narrowed = tables.build_reports(whole), tables.build_reports(narrowed)
+    assert all(frame.height > 0 for frame in from_whole.values())
+    for name, frame in from_whole.items():
+        assert_frame_equal(from_narrowed[name], frame)
