@@ -55,8 +55,10 @@ CREATE TABLE IF NOT EXISTS raw.rejected_events (
     reason VARCHAR NOT NULL
 );
 -- Event ids whose counted copy may have changed, waiting for the entity
--- history to be refreshed (written and consumed in separate transactions).
-CREATE TABLE IF NOT EXISTS raw.history_refresh_queue (event_id VARCHAR NOT NULL);
+-- history to be refreshed (written and consumed in separate transactions),
+-- with the landing date of the counted copy they had then (NULL: none, or
+-- queued by an older version): the refresh reads only those days.
+CREATE TABLE IF NOT EXISTS raw.history_refresh_queue (event_id VARCHAR NOT NULL, landing_date DATE);
 CREATE TABLE IF NOT EXISTS raw.landing_files (
     landing_date DATE NOT NULL,
     file VARCHAR NOT NULL,
@@ -110,7 +112,10 @@ def ingest_day(con: duckdb.DuckDBPyConnection, paths: DataPaths, day: dt.date,
             [day],
         )
         _mark_duplicates(con)
-        con.execute("INSERT INTO raw.history_refresh_queue SELECT event_id FROM affected_event_ids")
+        con.execute(
+            "INSERT INTO raw.history_refresh_queue SELECT a.event_id, c.landing_date FROM affected_event_ids a "
+            "LEFT JOIN affected_copies c ON c.event_id = a.event_id AND c.copy_number = 1"
+        )
         # Its rejections and file list go to the lake at the next publication.
         con.execute("INSERT INTO publication.pending_days VALUES ('landing', ?)", [day])
     return file_accounts(con, day)
@@ -181,15 +186,21 @@ def _ingest_lines(con: duckdb.DuckDBPyConnection, day: dt.date, name: str, lines
 
 
 def _mark_duplicates(con: duckdb.DuckDBPyConnection) -> None:
+    """Rank every copy of the affected events (one scan of ``raw.events``,
+    kept as ``affected_copies``) and flag all but the first as duplicates."""
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE affected_copies AS
+        SELECT event_id, landing_date, file, line_number,
+            row_number() OVER (PARTITION BY event_id ORDER BY landing_date, file, line_number) AS copy_number
+        FROM raw.events
+        WHERE event_id IN (SELECT event_id FROM affected_event_ids)
+        """
+    )
     con.execute(
         """
         UPDATE raw.events AS e SET is_duplicate = ranked.copy_number > 1
-        FROM (
-            SELECT event_id, landing_date, file, line_number,
-                row_number() OVER (PARTITION BY event_id ORDER BY landing_date, file, line_number) AS copy_number
-            FROM raw.events
-            WHERE event_id IN (SELECT event_id FROM affected_event_ids)
-        ) AS ranked
+        FROM affected_copies AS ranked
         WHERE e.event_id = ranked.event_id AND e.landing_date = ranked.landing_date
           AND e.file = ranked.file AND e.line_number = ranked.line_number
           AND e.is_duplicate <> (ranked.copy_number > 1)

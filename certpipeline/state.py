@@ -81,6 +81,10 @@ def _history_columns(entity: Entity) -> list[str]:
     return [typed[name] for name in _payload_names(entity)]
 
 
+def _sql_date(day: dt.date) -> str:
+    return f"DATE '{day.isoformat()}'"
+
+
 def _sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -125,10 +129,13 @@ def refresh_history(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
             "CREATE OR REPLACE TEMP TABLE affected_event_ids AS "
             "SELECT DISTINCT event_id FROM raw.history_refresh_queue"
         )
-        # One scan of raw.events for the affected events, not one per entity.
+        # One scan of raw.events for the affected events, not one per entity,
+        # and only of the days their counted copies are on when all are known.
+        days = [day for (day,) in con.execute("SELECT DISTINCT landing_date FROM raw.history_refresh_queue").fetchall()]
+        on_days = "true" if None in days else f"landing_date IN ({', '.join(_sql_date(day) for day in days) or 'NULL'})"
         con.execute(
             "CREATE OR REPLACE TEMP TABLE affected_events AS SELECT * FROM raw.events "
-            "WHERE event_id IN (SELECT event_id FROM affected_event_ids) AND NOT is_duplicate"
+            f"WHERE {on_days} AND event_id IN (SELECT event_id FROM affected_event_ids) AND NOT is_duplicate"
         )
         for entity, table in HISTORY_TABLES.items():
             con.execute(f"DELETE FROM {table} WHERE event_id IN (SELECT event_id FROM affected_event_ids)")

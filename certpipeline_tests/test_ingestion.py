@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from certpipeline import ingestion, landing_files
+from certpipeline import ingestion, landing_files, state
 from certpipeline.state import load_state
 from certpipeline_tests.conftest import query, run_nightly
 
@@ -285,3 +285,28 @@ def test_an_entity_known_only_by_its_deletion_keeps_its_id(landing, warehouse, i
     assert run_nightly(warehouse, D1, instance).success
     assert query(warehouse, "SELECT user_id, name, status FROM state.users") == [("ghost", None, "deleted")]
     assert query(warehouse, "SELECT session_id, course_id, is_deleted FROM state.sessions") == [("gone", None, True)]
+
+
+def test_history_refresh_reads_the_days_of_the_counted_copies_or_every_day_when_unknown(landing, warehouse, instance):
+    upsert = {"user_id": "u2", "name": "B", "email": "b@x", "registered_at": "2025-01-01"}
+    landing.user(D1, "u1", name="First")
+    landing.event(D1, "user.upserted", upsert, event_id="dup-1")
+    landing.event(D2, "user.upserted", upsert, event_id="dup-1")
+    landing.user(D2, "u3")
+    for day in (D1, D2):
+        assert run_nightly(warehouse, day, instance).success
+    with warehouse.work() as con:
+        ingestion.ingest_day(con, warehouse.paths, dt.date.fromisoformat(D2))
+        queued = con.execute("SELECT event_id = 'dup-1', landing_date::VARCHAR FROM raw.history_refresh_queue "
+                             "ORDER BY ALL").fetchall()
+        # dup-1's counted copy is on D1, the other event's on D2.
+        assert queued == [(False, D2), (True, D1)]
+        state.refresh_history(con)
+        # A queue row without a day (an older version's) makes the refresh read every day.
+        con.execute("DELETE FROM state.user_history WHERE user_id = 'u1'")
+        con.execute("INSERT INTO raw.history_refresh_queue SELECT event_id, NULL FROM raw.events "
+                    "WHERE event_id <> 'dup-1' AND landing_date = ?", [dt.date.fromisoformat(D1)])
+        state.refresh_history(con)
+        assert con.execute("SELECT user_id, name, landing_date::VARCHAR FROM state.user_history "
+                           "ORDER BY ALL").fetchall() == [("u1", "First", D1), ("u2", "B", D1), ("u3", "Name u3", D2)]
+        assert con.execute("SELECT count(*) FROM raw.history_refresh_queue").fetchone() == (0,)
