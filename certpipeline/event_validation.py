@@ -1,9 +1,9 @@
 """Validation of landing lines in SQL, generated from the event contract
 (``certpipeline.events``): one reason per rejected line, NULL for a valid one.
 
-``VALIDATION_SQL`` reads the temporary relation ``file_lines`` (file,
-line_number, raw, oversized_reason) and gives each line its parsed envelope,
-payload and ``reason``.
+``VALIDATION_SQL`` reads the relation ``file_lines`` (file, line_number, raw,
+oversized_reason; ingestion's local Arrow table of a batch) and gives each line
+its parsed envelope, payload and ``reason``.
 """
 
 from __future__ import annotations

@@ -158,31 +158,34 @@ def _ingest_lines(con: duckdb.DuckDBPyConnection, day: dt.date, name: str, lines
                 pa.scalar(None, pa.string())),
         }
     )
-    con.register("file_lines", file_lines)
-    try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE validated_lines AS {VALIDATION_SQL}")
-        con.execute(
-            """
-            INSERT INTO raw.events
-            SELECT event_id, event_type, occurred_at, ?, file, line_number, payload, false
-            FROM validated_lines WHERE reason IS NULL
-            """,
-            [day],
-        )
-        con.execute(
-            """
-            INSERT INTO raw.rejected_events
-            SELECT ?, file, line_number, coalesce(line, CAST(raw AS VARCHAR)), reason
-            FROM validated_lines WHERE reason IS NOT NULL
-            """,
-            [day],
-        )
-        con.execute("DROP TABLE validated_lines")
-    finally:
-        try:
-            con.unregister("file_lines")
-        except duckdb.Error:
-            pass  # the transaction is already aborted; the rollback cleans up
+    # The SQL reads the local Arrow tables ``file_lines`` and ``validated_lines``
+    # by name (DuckDB's replacement scan), neither registered nor copied into a
+    # temporary table: inside the day's transaction a registered view or a
+    # dropped table keeps its data until the commit, so a big day held every
+    # batch in memory at once (6 GB for 7.2M lines).
+    validated_lines = con.execute(  # noqa: F841 (read by name below)
+        "SELECT event_id, event_type, occurred_at, file, line_number, "
+        "CASE WHEN reason IS NULL THEN payload END AS payload, "
+        "CASE WHEN reason IS NOT NULL THEN coalesce(line, CAST(raw AS VARCHAR)) END AS rejected_line, reason "
+        f"FROM ({VALIDATION_SQL})"
+    ).to_arrow_table()
+    del file_lines
+    con.execute(
+        """
+        INSERT INTO raw.events
+        SELECT event_id, event_type, occurred_at, ?, file, line_number, payload, false
+        FROM validated_lines WHERE reason IS NULL
+        """,
+        [day],
+    )
+    con.execute(
+        """
+        INSERT INTO raw.rejected_events
+        SELECT ?, file, line_number, rejected_line, reason
+        FROM validated_lines WHERE reason IS NOT NULL
+        """,
+        [day],
+    )
 
 
 def _mark_duplicates(con: duckdb.DuckDBPyConnection) -> None:
