@@ -80,6 +80,7 @@ def cmd_run(args) -> int:
     from certpipeline.defs.requests import RANGE_END_TAG, RANGE_START_TAG
     from certpipeline.ingestion import file_accounts
     from certpipeline.landing_files import missing_landing_message
+    from certpipeline.run_recovery import creator_tags
 
     days = _days(args)
     warehouse = _warehouse(args.settings)
@@ -105,7 +106,7 @@ def cmd_run(args) -> int:
         with _runs_quietly():
             result = job.execute_in_process(
                 instance=instance, raise_on_error=False, run_config=QUIET_RUN_CONFIG,
-                tags={RANGE_START_TAG: days[0].isoformat(), RANGE_END_TAG: days[-1].isoformat()},
+                tags={RANGE_START_TAG: days[0].isoformat(), RANGE_END_TAG: days[-1].isoformat(), **creator_tags()},
             )
     except Exception as error:  # noqa: BLE001 - Dagster's own storage failed, not a step
         raise CliError(f"certpipeline run: {span} failed: {_dagster_failure(error, args.settings.dagster_home)}") from None
@@ -228,6 +229,7 @@ def cmd_process_requests(args) -> int:
     from certpipeline.definitions import defs
     from certpipeline.defs.partitions import request_partitions
     from certpipeline.defs.requests import claim_batch
+    from certpipeline.run_recovery import creator_tags
 
     warehouse = _warehouse(args.settings)
     instance = dagster_instance(args.settings)
@@ -244,7 +246,8 @@ def cmd_process_requests(args) -> int:
     try:
         with _runs_quietly():
             result = defs.resolve_job_def("report_request_job").execute_in_process(
-                instance=instance, raise_on_error=False, run_config=QUIET_RUN_CONFIG, tags=batch.run_request.tags
+                instance=instance, raise_on_error=False, run_config=QUIET_RUN_CONFIG,
+                tags={**batch.run_request.tags, **creator_tags()},
             )
     except Exception as error:  # noqa: BLE001 - Dagster's own storage failed, not a step
         raise CliError(f"certpipeline process-requests: {_dagster_failure(error, args.settings.dagster_home)}") from None

@@ -15,10 +15,15 @@ executing a run, so a STARTED run whose latest such process no longer exists
 failed with the reason, and the pool slots it held are freed. The pipeline's
 working store is a file on one machine, so every run executes on the machine
 this check runs on (the daemon's sensor, or the CLI before it starts a run).
+
+A command that executes its run in process creates it first (NOT_STARTED);
+killed before the run starts, it would leave it so for ever. It tags the run
+with its pid, so a NOT_STARTED run whose creator is gone is abandoned too.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import dagster as dg
@@ -29,12 +34,20 @@ from dagster._core.events import DagsterEventType
 # the run's process (the slack covers the two clock reads).
 PID_REUSE_SLACK_SECONDS = 2.0
 
+CREATOR_PID_TAG = "certpipeline/creator_pid"
+
+
+def creator_tags() -> dict[str, str]:
+    """The tag a command puts on the runs it creates and executes in process."""
+    return {CREATOR_PID_TAG: str(os.getpid())}
+
 
 @dataclass(frozen=True)
 class AbandonedRun:
     run_id: str
     job_name: str
     pid: int
+    started: bool = True  # False: its creator died before it started
 
 
 def executing_pid(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] | None:
@@ -66,6 +79,11 @@ def abandoned_runs(instance: dg.DagsterInstance) -> list[AbandonedRun]:
         executing = executing_pid(instance, run.run_id)
         if executing is not None and not _process_alive(*executing):
             found.append(AbandonedRun(run.run_id, run.job_name, executing[0]))
+    for record in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.NOT_STARTED])):
+        run = record.dagster_run
+        creator = run.tags.get(CREATOR_PID_TAG)
+        if creator is not None and not _process_alive(int(creator), record.create_timestamp.timestamp()):
+            found.append(AbandonedRun(run.run_id, run.job_name, int(creator), started=False))
     return found
 
 
@@ -74,12 +92,15 @@ def fail_abandoned_runs(instance: dg.DagsterInstance) -> list[AbandonedRun]:
     failed = []
     for abandoned in abandoned_runs(instance):
         run = instance.get_run_by_id(abandoned.run_id)
-        if run is None or run.status != dg.DagsterRunStatus.STARTED:
-            continue  # finished meanwhile (the code server may have marked it)
+        expected = dg.DagsterRunStatus.STARTED if abandoned.started else dg.DagsterRunStatus.NOT_STARTED
+        if run is None or run.status != expected:
+            continue  # moved on meanwhile (the code server may have marked it)
         instance.report_run_failed(
             run,
             f"Process {abandoned.pid}, which was executing this run, is gone (killed or crashed) without "
-            "finishing it; marked failed so the runs queued behind it can start.",
+            "finishing it; marked failed so the runs queued behind it can start." if abandoned.started else
+            f"Process {abandoned.pid}, which created this run, is gone (killed or crashed) before it started; "
+            "marked failed.",
         )
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
         failed.append(abandoned)

@@ -22,7 +22,7 @@ from certpipeline import cli_instance
 from certpipeline import report_requests as rq
 from certpipeline.definitions import defs
 from certpipeline.defs.resources import WORK_POOL, WarehouseResource
-from certpipeline.run_recovery import fail_abandoned_runs
+from certpipeline.run_recovery import CREATOR_PID_TAG, creator_tags, fail_abandoned_runs
 from certpipeline_tests.conftest import NIGHTLY
 from certpipeline_tests.test_requests import (  # noqa: F401 - built_world and world are fixtures
     BATCH_CREATOR,
@@ -187,3 +187,22 @@ def test_a_run_killed_while_holding_the_pool_slot_is_failed_and_the_next_run_get
         result = dg.materialize(list(defs.assets), selection=NIGHTLY, partition_key=day, instance=instance,
                                 resources={"warehouse": WarehouseResource(data_dir=str(world.paths.root))})
         assert result.success
+
+
+def test_a_run_whose_creator_died_before_it_started_is_failed_and_others_are_left_alone(home):
+    """`certpipeline run` killed between creating its run and starting it left the run NOT_STARTED for ever."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    job = defs.resolve_job_def("nightly_job")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        orphan = instance.create_run_for_job(job, tags={CREATOR_PID_TAG: str(dead.pid)})
+        mine = instance.create_run_for_job(job, tags=creator_tags())
+        untagged = instance.create_run_for_job(job)
+        [abandoned] = fail_abandoned_runs(instance)
+        assert (abandoned.run_id, abandoned.pid, abandoned.started) == (orphan.run_id, dead.pid, False)
+        assert instance.get_run_by_id(orphan.run_id).status == dg.DagsterRunStatus.FAILURE
+        assert _events(instance, orphan.run_id, DagsterEventType.RUN_FAILURE)[0].dagster_event.message == (
+            f"Process {dead.pid}, which created this run, is gone (killed or crashed) before it started; marked failed.")
+        for run in (mine, untagged):
+            assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.NOT_STARTED
+        assert fail_abandoned_runs(instance) == []
