@@ -49,6 +49,18 @@ class AbandonedRun:
     pid: int
     started: bool = True  # False: its creator died before it started
 
+    @property
+    def status(self) -> dg.DagsterRunStatus:
+        """The status the run was found in."""
+        return dg.DagsterRunStatus.STARTED if self.started else dg.DagsterRunStatus.NOT_STARTED
+
+    @property
+    def reason(self) -> str:
+        if self.started:
+            return (f"Process {self.pid}, which was executing this run, is gone (killed or crashed) without "
+                    "finishing it; marked failed so the runs queued behind it can start.")
+        return f"Process {self.pid}, which created this run, is gone (killed or crashed) before it started; marked failed."
+
 
 def executing_pid(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] | None:
     """The pid of the latest process that started executing the run, and when it said so."""
@@ -92,16 +104,9 @@ def fail_abandoned_runs(instance: dg.DagsterInstance) -> list[AbandonedRun]:
     failed = []
     for abandoned in abandoned_runs(instance):
         run = instance.get_run_by_id(abandoned.run_id)
-        expected = dg.DagsterRunStatus.STARTED if abandoned.started else dg.DagsterRunStatus.NOT_STARTED
-        if run is None or run.status != expected:
+        if run is None or run.status != abandoned.status:
             continue  # moved on meanwhile (the code server may have marked it)
-        instance.report_run_failed(
-            run,
-            f"Process {abandoned.pid}, which was executing this run, is gone (killed or crashed) without "
-            "finishing it; marked failed so the runs queued behind it can start." if abandoned.started else
-            f"Process {abandoned.pid}, which created this run, is gone (killed or crashed) before it started; "
-            "marked failed.",
-        )
+        instance.report_run_failed(run, abandoned.reason)
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
         failed.append(abandoned)
     return failed

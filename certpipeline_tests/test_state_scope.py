@@ -15,11 +15,16 @@ from certpipeline_tests.conftest import run_nightly
 LAST_DAY = dt.date(2026, 11, 20)
 
 
-@pytest.mark.slow
-def test_batch_reports_from_scoped_and_whole_state_are_equal(data_dir, warehouse, instance):
-    generate_landing(data_dir, learners=1500, days=3, seed=4, end_date=LAST_DAY)
+def _three_nights(data_dir, warehouse, instance, seed: int) -> None:
+    """1,500 learners' landing days up to LAST_DAY, each night run as the schedule would."""
+    generate_landing(data_dir, learners=1500, days=3, seed=seed, end_date=LAST_DAY)
     for offset in (2, 1, 0):
         assert run_nightly(warehouse, LAST_DAY - dt.timedelta(days=offset), instance).success
+
+
+@pytest.mark.slow
+def test_batch_reports_from_scoped_and_whole_state_are_equal(data_dir, warehouse, instance):
+    _three_nights(data_dir, warehouse, instance, seed=4)
     with warehouse.work() as con:
         whole = load_state(con, LAST_DAY)
         batches = whole.sessions.sort("session_id")["session_id"].to_list()
@@ -35,9 +40,7 @@ def test_batch_reports_from_scoped_and_whole_state_are_equal(data_dir, warehouse
 
 @pytest.mark.slow
 def test_report_tables_from_the_narrowed_and_whole_state_are_equal(data_dir, warehouse, instance):
-    generate_landing(data_dir, learners=1500, days=3, seed=5, end_date=LAST_DAY)
-    for offset in (2, 1, 0):
-        assert run_nightly(warehouse, LAST_DAY - dt.timedelta(days=offset), instance).success
+    _three_nights(data_dir, warehouse, instance, seed=5)
     with warehouse.work() as con:
         whole = load_state(con, LAST_DAY)
         narrowed = tables.report_state(con, LAST_DAY)
