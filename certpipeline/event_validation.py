@@ -9,6 +9,7 @@ its parsed envelope, payload and ``reason``.
 from __future__ import annotations
 
 from certpipeline import events as ev
+from certpipeline import sql_literals
 
 # Timestamps outside this window are typos or corrupt exports, not history.
 EARLIEST_TIMESTAMP = "1970-01-01"
@@ -40,10 +41,6 @@ PAYLOAD_FIELD_NAMES: tuple[str, ...] = tuple(
 )
 
 
-def _sql_str(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _in_range_timestamp(value_sql: str) -> str:
     return (
         f"coalesce(try_cast({value_sql} AS TIMESTAMPTZ) "
@@ -63,7 +60,7 @@ def _field_checks(field: ev.Field) -> list[tuple[str, str]]:
     if field.required:
         checks.append((f"{value_json} IS NULL", f"payload.{field.name} is required"))
     present = f"{value_json} IS NOT NULL"
-    allowed_types = ", ".join(_sql_str(t) for t in _KIND_JSON_TYPES[field.kind])
+    allowed_types = ", ".join(sql_literals.text(t) for t in _KIND_JSON_TYPES[field.kind])
     must_be = f"payload.{field.name} must be {_KIND_WORDS[field.kind]}"
     checks.append((f"{present} AND {json_type} NOT IN ({allowed_types})", must_be))
     if field.kind in (ev.TIMESTAMP, ev.DATE):
@@ -71,8 +68,8 @@ def _field_checks(field: ev.Field) -> list[tuple[str, str]]:
         # only for the rare bad value.
         checks.append((
             f"{present} AND NOT {_in_range_timestamp(value)}",
-            f"CASE WHEN try_cast({value} AS TIMESTAMPTZ) IS NULL THEN {_sql_str(must_be)} "
-            f"ELSE {_sql_str(f'payload.{field.name} must be between {EARLIEST_TIMESTAMP} and {LATEST_TIMESTAMP}')} END",
+            f"CASE WHEN try_cast({value} AS TIMESTAMPTZ) IS NULL THEN {sql_literals.text(must_be)} "
+            f"ELSE {sql_literals.text(f'payload.{field.name} must be between {EARLIEST_TIMESTAMP} and {LATEST_TIMESTAMP}')} END",
         ))
     if field.kind == ev.STRING_LIST:
         checks.append(
@@ -85,7 +82,7 @@ def _field_checks(field: ev.Field) -> list[tuple[str, str]]:
              must_be)
         )
     if field.allowed:
-        allowed = ", ".join(_sql_str(a) for a in field.allowed)
+        allowed = ", ".join(sql_literals.text(a) for a in field.allowed)
         checks.append((f"{present} AND {value} NOT IN ({allowed})", f"payload.{field.name} must be one of: {', '.join(field.allowed)}"))
     if field.minimum is not None:
         checks.append((f"{present} AND try_cast({value} AS DOUBLE) < {field.minimum}", f"payload.{field.name} must be >= {field.minimum:g}"))
@@ -99,22 +96,22 @@ def _payload_reason_sql() -> str:
     for event_type, fields in ev.EVENT_TYPES.items():
         checks = [check for field in fields for check in _field_checks(field)]
         inner = " ".join(
-            f"WHEN {cond} THEN {reason if reason.startswith('CASE ') else _sql_str(reason)}" for cond, reason in checks
+            f"WHEN {cond} THEN {reason if reason.startswith('CASE ') else sql_literals.text(reason)}" for cond, reason in checks
         )
-        branches.append(f"WHEN event_type = {_sql_str(event_type)} THEN CASE {inner} END")
+        branches.append(f"WHEN event_type = {sql_literals.text(event_type)} THEN CASE {inner} END")
     return "CASE " + " ".join(branches) + " END"
 
 
 def _struct_of_json(names) -> str:
     """A json_transform structure that parses an object once into one JSON value per name."""
-    return _sql_str("{" + ", ".join(f'"{name}": "JSON"' for name in names) + "}")
+    return sql_literals.text("{" + ", ".join(f'"{name}": "JSON"' for name in names) + "}")
 
 
 def _validation_sql() -> str:
     """Each line is parsed once as a whole and once more for its payload
     (``json_transform`` into structs of small JSON values); every check then
     looks at those small values, not at the line again."""
-    known_types = ", ".join(_sql_str(t) for t in ev.EVENT_TYPES)
+    known_types = ", ".join(sql_literals.text(t) for t in ev.EVENT_TYPES)
     return f"""
     WITH decoded AS (
         SELECT file, line_number, raw, oversized_reason, try(decode(raw)) AS line FROM file_lines

@@ -27,6 +27,8 @@ from typing import TypeVar
 
 import duckdb
 
+from certpipeline import sql_literals
+
 ALIAS = "warehouse"
 # SQLite answers "database is locked" while another process commits; waiting
 # up to a minute for the lock means neither analysts nor runs see it.
@@ -47,10 +49,6 @@ def extension_file(package: str, name: str) -> Path:
     if not path.is_file():
         raise RuntimeError(f"no {name} extension for DuckDB {duckdb.__version__} at {path}")
     return path
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 @dataclass(frozen=True)
@@ -89,7 +87,7 @@ class LakeSettings:
         scanner = "postgres_scanner" if self.kind == "postgres" else "sqlite_scanner"
         options = ["READ_ONLY"] if read_only else []
         if not read_only or self.data_path_follows_data_dir:
-            options.append(f"DATA_PATH {_quote(self.data_path)}")
+            options.append(f"DATA_PATH {sql_literals.text(self.data_path)}")
         if self.data_path_follows_data_dir:
             options.append("OVERRIDE_DATA_PATH TRUE")
         if self.kind == "sqlite":
@@ -98,9 +96,9 @@ class LakeSettings:
                 # WAL: readers never wait for a writer's commit, nor it for them.
                 options.append("META_JOURNAL_MODE 'WAL'")
         statements = [
-            f"LOAD {_quote(str(extension_file('ducklake', 'ducklake')))};",
-            f"LOAD {_quote(str(extension_file(scanner, scanner)))};",
-            f"ATTACH {_quote('ducklake:' + self.catalog)} AS {ALIAS} ({', '.join(options)});",
+            f"LOAD {sql_literals.text(str(extension_file('ducklake', 'ducklake')))};",
+            f"LOAD {sql_literals.text(str(extension_file(scanner, scanner)))};",
+            f"ATTACH {sql_literals.text('ducklake:' + self.catalog)} AS {ALIAS} ({', '.join(options)});",
         ]
         if use:
             statements.append(f"USE {ALIAS};")

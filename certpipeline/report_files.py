@@ -20,17 +20,15 @@ plaintext never touches the disk.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import polars as pl
 import pyzipper
+
+from certpipeline.atomic_files import replace_atomically
 
 __all__ = [
     "FORMULA_PREFIXES",
@@ -199,19 +197,6 @@ def _write_csv(frame: pl.DataFrame, target) -> None:
     )
 
 
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
 def write_report_file(
     frame: pl.DataFrame, directory: Path, stem: str, password: str | None
 ) -> ReportFile:
@@ -246,7 +231,7 @@ def write_report_file(
             # through our descriptor afterwards, it is the same inode.
             _write_csv(cleaned, tmp_name)
 
-    _replace_atomically(final_path, write)
+    replace_atomically(final_path, write)
     return ReportFile(path=final_path, row_count=cleaned.height, encrypted=encrypted)
 
 
@@ -260,32 +245,6 @@ def _final_path(directory: Path, safe_stem: str, encrypted: bool) -> Path:
     if final_path.resolve().parent != base_dir or final_path.parent != base_dir:
         raise ValueError(f"report path {final_path!s} escapes {base_dir!s}")
     return final_path
-
-
-def _replace_atomically(final_path: Path, write: Callable[[BinaryIO, str], None]) -> None:
-    """``write(file, its name)`` into a hidden temporary file beside
-    ``final_path``, fsync it, then rename it into place: a crash never leaves
-    a partial file under the final name, and the temporary file is removed on
-    any error."""
-    base_dir = final_path.parent
-    # mkstemp creates the file O_EXCL with mode 0o600.  The leading dot keeps
-    # it from ever clashing with a final name (those never start with a dot).
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final_path.stem}.", suffix=".tmp", dir=base_dir)
-    tmp_path = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w+b") as fh:
-            os.fchmod(fh.fileno(), 0o600)
-            write(fh, tmp_name)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_path, final_path)
-    except BaseException:
-        try:
-            tmp_path.unlink()
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_directory(base_dir)
 
 
 def _write_encrypted_zip(frame: pl.DataFrame, fh, member: str, password: str) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import duckdb
 import polars as pl
 
+from certpipeline import sql_literals
 from certpipeline.events import (
     BOOL,
     DATE,
@@ -77,26 +78,18 @@ def _history_columns(entity: Entity) -> list[str]:
     """How each of ``_payload_names`` is typed from the parsed payload ``f``."""
     typed = {field.name: _HISTORY_TYPES[field.kind][1].format(name=field.name) for field in entity.fields}
     if entity.ended_flag:
-        typed[entity.ended_flag] = f"event_type = {_sql_string(entity.ended_by)} AS {entity.ended_flag}"
+        typed[entity.ended_flag] = f"event_type = {sql_literals.text(entity.ended_by)} AS {entity.ended_flag}"
     return [typed[name] for name in _payload_names(entity)]
-
-
-def _sql_date(day: dt.date) -> str:
-    return f"DATE '{day.isoformat()}'"
-
-
-def _sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _select_history(entity: str, source: str = "raw.events", where: str = "true") -> str:
     """Each payload is parsed once into typed fields (json_transform), not once per column."""
     definition = ENTITIES[entity]
     structure = json.dumps({field.name: _HISTORY_TYPES[field.kind][0] for field in definition.fields})
-    types = ", ".join(_sql_string(t) for t in definition.event_types)
+    types = ", ".join(sql_literals.text(t) for t in definition.event_types)
     return (
         f"SELECT {_COMMON}, {', '.join(_history_columns(definition))} FROM ("
-        f"SELECT {_COMMON}, event_type, json_transform(payload, {_sql_string(structure)}) AS f FROM {source} "
+        f"SELECT {_COMMON}, event_type, json_transform(payload, {sql_literals.text(structure)}) AS f FROM {source} "
         f"WHERE event_type IN ({types}) AND NOT is_duplicate AND {where})"
     )
 
@@ -132,7 +125,7 @@ def refresh_history(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         # One scan of raw.events for the affected events, not one per entity,
         # and only of the days their counted copies are on when all are known.
         days = [day for (day,) in con.execute("SELECT DISTINCT landing_date FROM raw.history_refresh_queue").fetchall()]
-        on_days = "true" if None in days else f"landing_date IN ({', '.join(_sql_date(day) for day in days) or 'NULL'})"
+        on_days = "true" if None in days else f"landing_date IN ({', '.join(sql_literals.date(day) for day in days) or 'NULL'})"
         con.execute(
             "CREATE OR REPLACE TEMP TABLE affected_events AS SELECT * FROM raw.events "
             f"WHERE {on_days} AND event_id IN (SELECT event_id FROM affected_event_ids) AND NOT is_duplicate"
