@@ -177,8 +177,11 @@ def step_report_check(params: dict) -> dict:
     import duckdb
     import floor
 
+    from certpipeline.reports import snapshots
+
     con = duckdb.connect(params["db"], read_only=True)
     try:
+        snapshots.attach_views(con)
         return {"tables": floor.compare_with_pipeline(con, dt.date.fromisoformat(params["day"]))}
     finally:
         con.close()
@@ -288,6 +291,7 @@ def step_publication(params: dict) -> dict:
     import duckdb
 
     from certpipeline.publication import PARQUET_COMPRESSION
+    from certpipeline.reports import snapshots
     from certpipeline.reports.tables import REPORT_BUILDERS
 
     data_dir = Path(params["data_dir"])
@@ -299,9 +303,8 @@ def step_publication(params: dict) -> dict:
     try:
         for name in REPORT_BUILDERS:
             target = data_dir / f"snapshot-{name}.parquet"
-            con.execute(f"COPY (SELECT * FROM reports.{name} WHERE report_date = ?) TO '{target}' "
-                        f"(FORMAT parquet, COMPRESSION {PARQUET_COMPRESSION})",
-                        [dt.date.fromisoformat(params["day"])])
+            con.execute(f"COPY ({snapshots.day_sql(con, name, dt.date.fromisoformat(params['day']))}) TO '{target}' "
+                        f"(FORMAT parquet, COMPRESSION {PARQUET_COMPRESSION})")
             snapshot_bytes += target.stat().st_size
             target.unlink()
     finally:
@@ -330,14 +333,17 @@ def step_e2e_check(params: dict) -> dict:
     import duckdb
     import floor
 
+    from certpipeline.reports import snapshots
+
     day = dt.date.fromisoformat(params["day"])
     con = duckdb.connect(params["floor_db"], read_only=True)
     con.execute(f"ATTACH '{params['work_db']}' AS work (READ_ONLY)")
+    snapshots.attach_views(con, "work_reports", database="work")
     result = {}
     for table in floor.REPORT_TABLES:
         columns = ", ".join(row[0] for row in con.execute(f"DESCRIBE {floor.E2E_REPORTS}.{table}").fetchall())
         mine = f"SELECT {columns} FROM {floor.E2E_REPORTS}.{table} WHERE report_date = DATE '{day}'"
-        theirs = f"SELECT {columns} FROM work.reports.{table} WHERE report_date = DATE '{day}'"
+        theirs = f"SELECT {columns} FROM work_reports.{table} WHERE report_date = DATE '{day}'"
         result[table] = {
             "floor_rows": con.execute(f"SELECT count(*) FROM ({mine})").fetchall()[0][0],
             "only_floor": con.execute(f"SELECT count(*) FROM ({mine} EXCEPT ALL {theirs})").fetchall()[0][0],

@@ -19,7 +19,7 @@ DISK_FULL_VARIABLE = "CERTPIPELINE_DISK_FULL_AT"
 POINTS = (
     "ingest.file_loaded",  # inside the ingestion transaction, after the first file
     "history.refreshing",  # inside the entity-history transaction, before commit
-    "reports.table_written",  # inside the snapshot transaction, after the first table
+    "reports.table_written",  # after the first table's snapshot file of the day is in place
     "publish.lake_written",  # inside the lake transaction, before it commits
     "publish.lake_committed",  # the lake has the night, the working database still lists it as pending
     "request.file_written",  # the report file is in place, the request not yet marked Success

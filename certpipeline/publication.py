@@ -2,7 +2,8 @@
 
 The working database (``pipeline/work.duckdb``) notes what each step changed
 in ``publication.pending_days`` (a landing day re-ingested by
-``ingestion.ingest_day``, a report day written by ``tables.write_snapshots``)
+``ingestion.ingest_day``, a report day whose snapshot files
+``tables.write_snapshots`` wrote)
 and ``publication.pending_events`` (events whose history rows
 ``state.refresh_history`` refreshed), in the step's own transaction. Publishing applies exactly those
 changes to the lake in one lake transaction (one new snapshot), then clears
@@ -33,9 +34,10 @@ from dataclasses import dataclass
 
 import duckdb
 
-from certpipeline import state
+from certpipeline import sql_literals, state
 from certpipeline.faults import crash_point
 from certpipeline.lake import ALIAS, LakeSettings, attach, with_retries
+from certpipeline.reports import catalog, snapshots
 from certpipeline.reports.tables import REPORT_BUILDERS
 from certpipeline.transactions import transaction
 
@@ -68,19 +70,8 @@ class Publication:
     requests_changed: int
 
 
-def _columns(con: duckdb.DuckDBPyConnection, database: str, qualified: str) -> list[str]:
-    schema, table = qualified.split(".")
-    return [row[0] for row in con.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND schema_name = ? AND table_name = ? "
-        "ORDER BY column_index", [database, schema, table]).fetchall()]
-
-
 def _same(left: str, right: str, columns: list[str]) -> str:
     return " AND ".join(f'{left}."{c}" IS NOT DISTINCT FROM {right}."{c}"' for c in columns)
-
-
-def _date(day: dt.date | None) -> str:
-    return "NULL::DATE" if day is None else f"DATE '{day.isoformat()}'"
 
 
 def report_view_sql(name: str) -> str:
@@ -107,7 +98,7 @@ def lake_objects(work: str, public_request_columns: str) -> dict[str, tuple[bool
         "ops.report_requests": f"SELECT {public_request_columns} FROM requests_now LIMIT 0",
         "report_versions.report_dates": "SELECT NULL::DATE AS report_date LIMIT 0",
         **{f"report_versions.{name}": f"SELECT * EXCLUDE (report_date), report_date AS valid_from, "
-                                      f"report_date AS valid_to FROM {work}.reports.{name} LIMIT 0"
+                                      f"report_date AS valid_to FROM ({snapshots.no_rows_sql(name)})"
            for name in REPORT_BUILDERS},
     }
     views = {
@@ -151,24 +142,22 @@ def note_everything_pending(con: duckdb.DuckDBPyConnection) -> None:
     """Note every landing day, history row and report day of the working
     database as changed, so that the next publication copies it all: what a
     new (or moved-aside and recreated) lake needs."""
-    reports = " UNION ".join(f"SELECT report_date FROM reports.{name}" for name in REPORT_BUILDERS)
     histories = " UNION ALL ".join(f"SELECT event_id FROM {table}" for table in HISTORY_TABLES)
     with transaction(con):
         con.execute(f"INSERT INTO publication.pending_days SELECT DISTINCT '{LANDING}', landing_date FROM raw.landing_files")
-        con.execute(f"INSERT INTO publication.pending_days SELECT '{REPORTS}', report_date FROM ({reports})")
+        con.execute(f"INSERT INTO publication.pending_days SELECT '{REPORTS}', unnest(?::DATE[])", [snapshots.days(con)])
         con.execute(f"INSERT INTO publication.pending_events {histories}")
 
 
-def set_report_day(con: duckdb.DuckDBPyConnection, work: str, name: str, day: dt.date, following: dt.date | None) -> None:
+def set_report_day(con: duckdb.DuckDBPyConnection, name: str, day: dt.date, following: dt.date | None) -> None:
     """Make ``reports.<name>`` at ``day`` equal the working snapshot, leaving every
     other report date as it was. ``following`` is the next report date already
     in the lake (versions only need to be right on report dates)."""
     versions = f"{W}.report_versions.{name}"
-    columns = [c for c in _columns(con, work, f"reports.{name}") if c != "report_date"]
+    columns = [column for column, _, _ in catalog.table_columns(name) if column != "report_date"]
     listed = ", ".join(f'"{c}"' for c in columns)
-    d, n = _date(day), _date(following)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE day_rows AS SELECT {listed} FROM {work}.reports.{name} "
-                f"WHERE report_date = {d}")
+    d, n = sql_literals.date(day), sql_literals.date(following)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE day_rows AS SELECT {listed} FROM ({snapshots.day_sql(con, name, day)})")
     con.execute(f"CREATE OR REPLACE TEMP TABLE old_rows AS SELECT * FROM {versions} "
                 f"WHERE valid_from <= {d} AND (valid_to IS NULL OR valid_to > {d})")
     con.execute(f"CREATE OR REPLACE TEMP TABLE removed AS SELECT o.* FROM old_rows o "
@@ -206,7 +195,7 @@ def set_report_day(con: duckdb.DuckDBPyConnection, work: str, name: str, day: dt
 def _publish_once(con: duckdb.DuckDBPyConnection, work: str, landing_days: list[dt.date],
                   report_days: list[dt.date], public_request_columns: str) -> int:
     """One lake transaction applying every pending change; returns the requests changed."""
-    days_list = "[" + ", ".join(_date(d) for d in landing_days) + "]::DATE[]"
+    days_list = "[" + ", ".join(sql_literals.date(d) for d in landing_days) + "]::DATE[]"
     with transaction(con):
         con.execute(f"UPDATE {W}.publication.turn SET publications = publications + 1")
         if landing_days:
@@ -230,11 +219,11 @@ def _publish_once(con: duckdb.DuckDBPyConnection, work: str, landing_days: list[
                             "WHERE event_id IN (SELECT event_id FROM published_events)")
         for day in sorted(report_days):
             following = con.execute(f"SELECT min(report_date) FROM {W}.report_versions.report_dates "
-                                    f"WHERE report_date > {_date(day)}").fetchone()[0]
+                                    f"WHERE report_date > {sql_literals.date(day)}").fetchone()[0]
             for name in REPORT_BUILDERS:
-                set_report_day(con, work, name, day, following)
-            con.execute(f"INSERT INTO {W}.report_versions.report_dates SELECT {_date(day)} "
-                        f"WHERE NOT EXISTS (SELECT 1 FROM {W}.report_versions.report_dates WHERE report_date = {_date(day)})")
+                set_report_day(con, name, day, following)
+            con.execute(f"INSERT INTO {W}.report_versions.report_dates SELECT {sql_literals.date(day)} "
+                        f"WHERE NOT EXISTS (SELECT 1 FROM {W}.report_versions.report_dates WHERE report_date = {sql_literals.date(day)})")
         # Requests: upsert the rows that differ (other writers' requests stay).
         con.execute(f"CREATE OR REPLACE TEMP TABLE changed_requests AS SELECT {public_request_columns} FROM requests_now "
                     f"EXCEPT SELECT {public_request_columns} FROM {W}.ops.report_requests")

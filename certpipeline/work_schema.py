@@ -17,7 +17,7 @@ import hashlib
 import duckdb
 
 from certpipeline import ingestion, publication, state
-from certpipeline.reports import tables
+from certpipeline.reports import snapshots
 from certpipeline.transactions import transaction
 
 
@@ -34,7 +34,7 @@ class WorkSchemaMismatch(Exception):
 
 
 def work_ddl() -> list[str]:
-    return [ingestion.RAW_DDL, publication.PENDING_DDL, *state.history_ddl(), tables.REPORT_DDL]
+    return [ingestion.RAW_DDL, publication.PENDING_DDL, *state.history_ddl()]
 
 
 # The working database's schema as this code creates it. A database prepared
@@ -119,5 +119,6 @@ def prepare(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(f'ALTER TABLE {table} ADD COLUMN "{column}" {data_type}{with_default}')
         for statement in work_ddl():
             con.execute(statement)
+        snapshots.move_tables_to_files(con)
         con.execute("CREATE SCHEMA IF NOT EXISTS meta")
         con.execute("CREATE OR REPLACE TABLE meta.work_schema AS SELECT ?::VARCHAR AS version", [WORK_SCHEMA_VERSION])

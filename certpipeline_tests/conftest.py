@@ -20,6 +20,7 @@ os.environ.setdefault("CERTPIPELINE_FIRST_DAY", "2024-01-01")
 from certpipeline import lake  # noqa: E402
 from certpipeline.definitions import defs  # noqa: E402  after the partition start is set
 from certpipeline.defs.resources import WarehouseResource
+from certpipeline.reports import snapshots
 
 NIGHTLY = dg.AssetSelection.groups("ingestion", "reports", "publication")
 
@@ -141,8 +142,9 @@ def run_nightly(warehouse: WarehouseResource, day, instance=None) -> dg.ExecuteI
 
 
 def query(warehouse: WarehouseResource, sql: str, params=None) -> list[tuple]:
-    """Rows from the working database."""
+    """Rows from the working database, its report snapshots as ``reports.<table>``."""
     with warehouse.work() as con:
+        snapshots.attach_views(con)
         return con.execute(sql, params or []).fetchall()
 
 

@@ -22,6 +22,7 @@ import duckdb
 import pytest
 
 from certpipeline.generate import generate_landing
+from certpipeline.reports import snapshots
 
 from certpipeline_tests.conftest import run_nightly
 from certpipeline_tests.test_doctor import cli
@@ -64,6 +65,7 @@ def test_report_floor_gives_the_pipelines_rows(data_dir, warehouse, instance):
         assert result.success
         if day in (middle, last):
             with warehouse.work() as con:
+                snapshots.attach_views(con)
                 _assert_same_rows(floor, con, day)
                 con.execute(f"DROP SCHEMA {floor.DEFAULT_SCHEMA} CASCADE")
 
@@ -98,10 +100,11 @@ def test_end_to_end_floor_gives_the_pipelines_rows_for_every_day(tmp_path):
     con = duckdb.connect()
     floor.end_to_end_floor(con, tmp_path / "data" / "landing" / "events", days)
     con.execute(f"ATTACH '{tmp_path / 'data' / 'pipeline' / 'work.duckdb'}' AS work (READ_ONLY)")
+    snapshots.attach_views(con, "work_reports", database="work")
     for entity in floor.E2E_ENTITIES:
         assert floor.e2e_history_rows(con, entity) == floor.e2e_history_rows(con, entity, state="work.state"), entity
     for day in days:
         for table in floor.REPORT_TABLES:
-            expected = floor.e2e_pipeline_rows(con, table, day, reports="work.reports")
+            expected = floor.e2e_pipeline_rows(con, table, day, reports="work_reports")
             assert expected, f"reports.{table} has no rows for {day}: the data does not exercise it"
             assert floor.e2e_floor_rows(con, table, day) == expected, f"reports.{table} for {day}"

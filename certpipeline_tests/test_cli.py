@@ -15,6 +15,7 @@ import pytest
 
 from certpipeline import lake
 from certpipeline.defs.requests import RANGE_END_TAG, RANGE_START_TAG
+from certpipeline.reports import snapshots
 from certpipeline.reports.tables import REPORT_BUILDERS
 
 YESTERDAY = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
@@ -60,6 +61,7 @@ def test_generate_then_run_builds_the_warehouse(tmp_path):
     # The same rows the working database computed, day by day.
     work = duckdb.connect(str(tmp_path / "data" / "pipeline" / "work.duckdb"), read_only=True)
     try:
+        snapshots.attach_views(work)
         expected = work.sql(every_row).fetchall()
         days = work.sql("SELECT DISTINCT report_date FROM reports.path_certificate_learners ORDER BY 1").fetchall()
     finally:

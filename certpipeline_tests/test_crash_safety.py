@@ -16,6 +16,7 @@ from certpipeline import lake
 from certpipeline.defs.resources import WarehouseResource
 from certpipeline.faults import POINTS
 from certpipeline.generate import generate_landing
+from certpipeline.reports import snapshots
 from certpipeline_tests.conftest import admin_and_largest_batch, contents
 
 LAST_DAY = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
@@ -45,9 +46,12 @@ def run_statuses(data_dir: Path) -> dict[str, int]:
 
 
 def database_contents(path: Path) -> dict[str, list[tuple]]:
+    """The working database's rows, and its report snapshot files' as ``main.<table>``."""
     con = duckdb.connect(str(path), read_only=True)
     try:
-        return contents(con, con.sql("SELECT current_database()").fetchall()[0][0], VOLATILE_COLUMNS)
+        rows = contents(con, con.sql("SELECT current_database()").fetchall()[0][0], VOLATILE_COLUMNS)
+        snapshots.attach_views(con)
+        return rows | contents(con, snapshots.FOLDER_NAME, VOLATILE_COLUMNS)
     finally:
         con.close()
 

@@ -115,7 +115,9 @@ def test_any_lines_are_accepted_or_rejected_and_accounted(files):
             (folder / name).write_bytes(data)
             expected[f"date={DAY}/{name}"] = (kind, len(file_lines))
 
-        con = duckdb.connect()
+        paths.pipeline.mkdir()
+        # A file: the report snapshots are written beside the working database.
+        con = duckdb.connect(str(paths.work_db))
         con.execute("SET TimeZone = 'UTC'")
         pipeline.prepare_work_database(con)
         accounts = ingestion.ingest_day(con, paths, DAY)
@@ -187,7 +189,9 @@ def test_well_formed_events_at_their_edges_flow_through_history_and_reports(even
         folder = paths.landing_day(DAY)
         folder.mkdir(parents=True)
         (folder / "part-00000.jsonl").write_bytes(b"\n".join(event_lines) + b"\n")
-        con = duckdb.connect()
+        paths.pipeline.mkdir()
+        # A file: the report snapshots are written beside the working database.
+        con = duckdb.connect(str(paths.work_db))
         con.execute("SET TimeZone = 'UTC'")
         pipeline.prepare_work_database(con)
         [account] = ingestion.ingest_day(con, paths, DAY)

@@ -5,7 +5,7 @@ day's frames."""
 import datetime as dt
 
 from certpipeline import pipeline
-from certpipeline.reports import tables
+from certpipeline.reports import snapshots, tables
 
 DAYS = [dt.date(2026, 10, 20), dt.date(2026, 10, 21), dt.date(2026, 10, 22)]
 
@@ -24,6 +24,7 @@ def test_a_range_keeps_row_counts_and_first_rows_only(landing, warehouse):
         pipeline.ingest_landing_days(con, warehouse.paths, DAYS)
         pipeline.refresh_entity_history(con)
         computed = pipeline.build_and_check_report_snapshots(con, DAYS, keep_rows=5)
+        snapshots.attach_views(con)
         written = {name: con.execute(f"SELECT count(*) FROM reports.{name} WHERE report_date IN (?, ?, ?)",
                                      DAYS).fetchone()[0] for name in tables.REPORT_BUILDERS}
         first_day = con.execute("SELECT user_id FROM reports.path_certificate_learners WHERE report_date = ?",

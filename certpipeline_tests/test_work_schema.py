@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import shutil
 
 import duckdb
 import pytest
 
 from certpipeline import pipeline, work_schema
-from certpipeline_tests.conftest import query
+from certpipeline.generate import generate_landing
+from certpipeline.reports import snapshots
+from certpipeline.reports.catalog import TABLES
+from certpipeline_tests.conftest import query, run_nightly
 from certpipeline_tests.test_cli import cli
 
 YESTERDAY = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
@@ -66,6 +70,28 @@ def test_an_added_column_gets_its_default_in_existing_rows(warehouse):
                     "DATE '2026-01-01', 'part-00000.jsonl', 1, '{}', true)")
     make_older(warehouse, "raw.events", "SELECT * EXCLUDE (is_duplicate) FROM raw.events")
     assert query(warehouse, "SELECT event_id, is_duplicate FROM raw.events") == [("e1", False)]
+
+
+def test_report_tables_an_older_version_kept_move_to_snapshot_files_on_first_open(data_dir, warehouse, instance):
+    generate_landing(data_dir, learners=80, days=2, seed=7, end_date=YESTERDAY)
+    for day in (EARLIER, YESTERDAY):
+        assert run_nightly(warehouse, day, instance).success
+    every_row = {name: f"SELECT * FROM reports.{name} ORDER BY ALL" for name in TABLES}
+    expected = {name: query(warehouse, sql) for name, sql in every_row.items()}
+    assert all(len({row[-1] for row in rows}) == 2 for rows in expected.values()), "every table, both days"
+    # What an older version left: the snapshots as tables of the working database, no files.
+    with warehouse.work() as con:
+        con.execute("CREATE SCHEMA reports")
+        for name in TABLES:
+            con.execute(f"CREATE TABLE reports.{name} AS {snapshots.every_day_sql(con, name)}")
+        con.execute("UPDATE meta.work_schema SET version = 'older'")
+    shutil.rmtree(data_dir / "pipeline" / "reports")
+
+    with warehouse.work() as con:
+        assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'reports'").fetchone() == (0,)
+        assert snapshots.days(con) == [EARLIER, YESTERDAY]
+    assert {name: query(warehouse, sql) for name, sql in every_row.items()} == expected
+    assert run_nightly(warehouse, YESTERDAY, instance).success
 
 
 def test_the_same_version_opens_without_running_the_ddl(warehouse, monkeypatch):

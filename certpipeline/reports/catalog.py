@@ -311,12 +311,3 @@ FILES: dict[str, File] = {report.name: report.file for report in REPORTS if repo
 def table_columns(name: str) -> list[tuple[str, str, str]]:
     """(column, DuckDB type, meaning) of a report table, in table order."""
     return [(column.name, column.type, column.meaning) for column in TABLES[name].columns]
-
-
-def table_ddl() -> str:
-    """CREATE statements of every ``reports.*`` table."""
-    return "CREATE SCHEMA IF NOT EXISTS reports;\n" + "".join(
-        f"CREATE TABLE IF NOT EXISTS reports.{name} ("
-        + ", ".join(f"{column.name} {column.type}" for column in table.columns) + ");\n"
-        for name, table in TABLES.items()
-    )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from certpipeline.reports import snapshots
 from certpipeline.reports.catalog import TABLES
 from certpipeline.state import CUTOFF_PARAMETER, State, cutoff_after, state_queries
 
@@ -45,9 +46,7 @@ class CheckOutcome:
 def duplicate_keys(con: duckdb.DuckDBPyConnection, table: str, day: dt.date) -> int:
     key = ", ".join(TABLES[table].key)
     return con.execute(
-        f"SELECT count(*) FROM (SELECT {key} FROM reports.{table} WHERE report_date = ? "
-        f"GROUP BY ALL HAVING count(*) > 1)",
-        [day],
+        f"SELECT count(*) FROM (SELECT {key} FROM ({snapshots.day_sql(con, table, day)}) GROUP BY ALL HAVING count(*) > 1)"
     ).fetchall()[0][0]
 
 
@@ -111,17 +110,17 @@ def run_report_checks(con: duckdb.DuckDBPyConnection, day: dt.date, as_of: State
     outcomes = [CheckOutcome(table, "keys_unique", duplicate_keys(con, table, day)) for table in TABLES]
 
     reported = con.execute(
-        "SELECT coalesce(sum(total_certificates_issued), 0) FROM reports.certificate_type_totals WHERE report_date = ?",
-        [day],
+        "SELECT coalesce(sum(total_certificates_issued), 0) "
+        f"FROM ({snapshots.day_sql(con, 'certificate_type_totals', day)})"
     ).fetchall()[0][0]
     with _state_relations(con, as_of) as relations:
         expected = counted_awards_with_course(con, day, relations)
         # With user status 'all' every certificate is listed, so each learner row's
         # certificate must be a known certificate as of the day.
         unlisted = con.execute(
-            f"SELECT count(*) FROM reports.path_certificate_learners l WHERE l.report_date = $day "
-            f"AND l.certificate_id NOT IN (SELECT certificate_id FROM {relations['certificates']})",
-            {"day": day, **({} if as_of else {"cutoff": cutoff_after(day)})},
+            f"SELECT count(*) FROM ({snapshots.day_sql(con, 'path_certificate_learners', day)}) l "
+            f"WHERE l.certificate_id NOT IN (SELECT certificate_id FROM {relations['certificates']})",
+            {} if as_of else {"cutoff": cutoff_after(day)},
         ).fetchall()[0][0]
     outcomes.append(
         CheckOutcome(

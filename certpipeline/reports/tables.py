@@ -2,7 +2,8 @@
 
 Each table is built from the state as of its report date with the default
 filters (seed-001 tables: active users; totals and dashboard: every user) and
-written by replacing that date's snapshot, so re-running a day changes nothing.
+written by replacing that date's snapshot file (``snapshots``), so re-running
+a day changes nothing.
 """
 
 from __future__ import annotations
@@ -13,10 +14,8 @@ from collections.abc import Callable
 import duckdb
 import polars as pl
 
-from certpipeline.faults import crash_point
-from certpipeline.reports import catalog
+from certpipeline.reports import catalog, snapshots
 from certpipeline.state import State, load_state
-from certpipeline.transactions import transaction
 
 # Every report table and its builder, from the catalog, in the contract's order.
 REPORT_BUILDERS: dict[str, Callable[[State], pl.DataFrame]] = {name: table.build for name, table in catalog.TABLES.items()}
@@ -27,8 +26,6 @@ REPORT_BUILDERS: dict[str, Callable[[State], pl.DataFrame]] = {name: table.build
 # what is read (at a million learners, users' custom fields alone cost a second).
 REPORT_ENTITIES = ("users", "groups", "courses", "sessions", "certificates", "enrollments", "awards")
 REPORT_ATTRIBUTES = {"user": ("name", "email"), "enrollment_progress": ("status",)}
-
-REPORT_DDL = catalog.table_ddl()
 
 
 def report_state(con: duckdb.DuckDBPyConnection, day: dt.date) -> State:
@@ -44,14 +41,8 @@ def build_reports(state: State) -> dict[str, pl.DataFrame]:
 
 
 def write_snapshots(con: duckdb.DuckDBPyConnection, day: dt.date, reports: dict[str, pl.DataFrame]) -> None:
-    """Replace the ``day`` snapshot of every report table, in one transaction."""
-    con.execute(REPORT_DDL)
-    with transaction(con):
-        for name, frame in reports.items():
-            con.execute(f"DELETE FROM reports.{name} WHERE report_date = ?", [day])
-            con.register("snapshot", frame)
-            con.execute(f"INSERT INTO reports.{name} BY NAME SELECT * FROM snapshot")
-            con.unregister("snapshot")
-            crash_point("reports.table_written")
-        # The day's snapshots go to the lake at the next publication.
-        con.execute("INSERT INTO publication.pending_days VALUES ('reports', ?)", [day])
+    """Replace the ``day`` snapshot of every report table, then note the day
+    for the next publication: a crash in between leaves the lake as it was
+    until the day is computed again, which the failed run's rerun does."""
+    snapshots.write(con, day, reports)
+    con.execute("INSERT INTO publication.pending_days VALUES ('reports', ?)", [day])
