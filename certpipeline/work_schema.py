@@ -6,7 +6,9 @@ existing table on first open (its rows get the column's default, or NULL);
 a column whose type changed, that was removed, or that was added before
 existing columns is refused in one line, because the pipeline writes some
 tables with positional INSERTs: the working database then needs a rebuild
-(it is derived from the landing files alone).
+(it is derived from the landing files alone). Report snapshots an older
+version kept as ``reports.*`` tables move out to their files
+(``snapshots.move_tables_to_files``).
 """
 
 from __future__ import annotations
@@ -104,7 +106,8 @@ def missing_columns(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str,
 def prepare(con: duckdb.DuckDBPyConnection) -> None:
     """Create what the working database lacks and add the columns this version
     added, unless it was last prepared by the same version (``meta.work_schema``);
-    all in one transaction, so a refusal or a crash leaves it as it was."""
+    all in one transaction, so a refusal or a crash leaves it as it was (and
+    the snapshot files already moved out are written again next time)."""
     try:
         prepared = con.execute("SELECT version FROM meta.work_schema").fetchall()
     except duckdb.CatalogException:
