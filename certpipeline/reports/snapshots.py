@@ -54,6 +54,10 @@ def write(con: duckdb.DuckDBPyConnection, day: dt.date, reports: dict[str, pl.Da
 def _write_file(con: duckdb.DuckDBPyConnection, name: str, day: dt.date, frame: pl.DataFrame) -> None:
     target = file(con, name, day)
     private_directory(target.parent)
+    # A writer killed mid-file left its hidden temporary file (atomic_files'
+    # naming); writing the day again is when it is known to be dead weight.
+    for stale in target.parent.glob(f".{target.stem}.*.tmp"):
+        stale.unlink(missing_ok=True)
     replace_atomically(target, lambda _, temporary_name: frame.write_parquet(temporary_name, compression=COMPRESSION))
 
 
