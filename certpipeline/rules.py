@@ -41,6 +41,10 @@ def award_status(expiration: pl.Expr, as_of: dt.date) -> pl.Expr:
 
 def effective_enrollments(state: State) -> pl.DataFrame:
     """Enrollments with ``is_deleted`` also true when their session is deleted."""
+    return state.derived(_effective_enrollments)
+
+
+def _effective_enrollments(state: State) -> pl.DataFrame:
     deleted_sessions = state.sessions.filter(pl.col("is_deleted")).select("session_id")
     return state.enrollments.with_columns(
         is_deleted=pl.col("is_deleted") | pl.col("session_id").is_in(deleted_sessions["session_id"].implode())
@@ -58,6 +62,10 @@ def counted_awards(state: State) -> pl.DataFrame:
     revoked, and its enrollment (when it has one) is not deleted. An award
     pointing at an enrollment the warehouse has never seen still counts: that
     is a referential problem the ingestion checks report, not a deletion."""
+    return state.derived(_counted_awards)
+
+
+def _counted_awards(state: State) -> pl.DataFrame:
     deleted_enrollments = effective_enrollments(state).filter(pl.col("is_deleted")).select("enrollment_id")
     cutoff = dt.datetime.combine(state.as_of + dt.timedelta(days=1), dt.time(), tzinfo=dt.timezone.utc)
     return (

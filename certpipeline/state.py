@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import duckdb
 import polars as pl
@@ -282,6 +283,16 @@ class State:
     enrollments: pl.DataFrame
     awards: pl.DataFrame
     answers: pl.DataFrame
+    # Frames several reports derive alike (counted awards, certificate
+    # enrollments), kept with the state and gone with it: at a million
+    # learners computing them once per report cost 0.8 s of a night's 3.2 s.
+    _derived: dict[Callable, pl.DataFrame] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def derived(self, compute: Callable[[State], pl.DataFrame]) -> pl.DataFrame:
+        """``compute(self)``, computed once per state."""
+        if compute not in self._derived:
+            self._derived[compute] = compute(self)
+        return self._derived[compute]
 
 
 # What a permission check needs: no enrollments, awards or answers.

@@ -3,12 +3,14 @@ from the whole state, and the report tables from the state narrowed to what
 they read equal those from the whole state: scoping only saves work."""
 
 import datetime as dt
+from collections import Counter
 
 import pytest
 from polars.testing import assert_frame_equal
 
 from certpipeline.generate import generate_landing
-from certpipeline.reports import course_dashboard, tables
+from certpipeline import rules
+from certpipeline.reports import course_dashboard, path_certificates, tables
 from certpipeline.state import load_state
 from certpipeline_tests.conftest import run_nightly
 
@@ -39,8 +41,16 @@ def test_batch_reports_from_scoped_and_whole_state_are_equal(data_dir, warehouse
 
 
 @pytest.mark.slow
-def test_report_tables_from_the_narrowed_and_whole_state_are_equal(data_dir, warehouse, instance):
+def test_report_tables_from_the_narrowed_and_whole_state_are_equal(data_dir, warehouse, instance, monkeypatch):
     _three_nights(data_dir, warehouse, instance, seed=5)
+    # The frames several tables derive alike are computed once per state.
+    computed = Counter()
+    for module, name in ((rules, "_counted_awards"), (rules, "_effective_enrollments"),
+                         (path_certificates, "_certificate_enrollments")):
+        def counting(state, compute=getattr(module, name), name=name):
+            computed[name, id(state)] += 1
+            return compute(state)
+        monkeypatch.setattr(module, name, counting)
     with warehouse.work() as con:
         whole = load_state(con, LAST_DAY)
         narrowed = tables.report_state(con, LAST_DAY)
@@ -53,3 +63,4 @@ def test_report_tables_from_the_narrowed_and_whole_state_are_equal(data_dir, war
     assert all(frame.height > 0 for frame in from_whole.values())
     for name, frame in from_whole.items():
         assert_frame_equal(from_narrowed[name], frame)
+    assert sorted(computed.values()) == [1] * 6, computed

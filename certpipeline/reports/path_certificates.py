@@ -13,6 +13,10 @@ DEFAULT_POPULATION = PopulationFilter()
 
 def certificate_enrollments(state: State) -> pl.DataFrame:
     """Non-deleted enrollments in non-deleted sessions that grant a certificate."""
+    return state.derived(_certificate_enrollments)
+
+
+def _certificate_enrollments(state: State) -> pl.DataFrame:
     granting_sessions = state.sessions.filter(~pl.col("is_deleted") & pl.col("certificate_id").is_not_null()).select(
         "session_id",
         "certificate_id",
