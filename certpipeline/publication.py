@@ -157,13 +157,21 @@ def set_report_day(con: duckdb.DuckDBPyConnection, name: str, day: dt.date, foll
     columns = [column for column, _, _ in catalog.table_columns(name) if column != "report_date"]
     listed = ", ".join(f'"{c}"' for c in columns)
     d, n = sql_literals.date(day), sql_literals.date(following)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE day_rows AS SELECT {listed} FROM ({snapshots.day_sql(con, name, day)})")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE old_rows AS SELECT * FROM {versions} "
-                f"WHERE valid_from <= {d} AND (valid_to IS NULL OR valid_to > {d})")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE removed AS SELECT o.* FROM old_rows o "
-                f"ANTI JOIN day_rows n ON {_same('o', 'n', columns)}")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE added AS SELECT n.* FROM day_rows n "
-                f"ANTI JOIN old_rows o ON {_same('n', 'o', columns)}")
+    old = (f"SELECT *, true AS in_old FROM {versions} "
+           f"WHERE valid_from <= {d} AND (valid_to IS NULL OR valid_to > {d})")
+    new = f"SELECT {listed}, true AS in_new FROM ({snapshots.day_sql(con, name, day)})"
+    # One full join of the lake's rows at `day` with the day's file finds the
+    # rows either side lacks, and only those are kept. The publication is one
+    # transaction, which holds every temporary table it makes until the
+    # commit: whole copies of both sides of five tables (and two anti joins)
+    # made a million-learner publication spill past the 1 GB memory limit,
+    # 6.5-6.8 s where this takes 3.3-3.5 s.
+    con.execute(f"CREATE OR REPLACE TEMP TABLE unmatched AS SELECT o, n FROM ({old}) o FULL JOIN ({new}) n "
+                f"ON {_same('o', 'n', columns)} WHERE o.in_old IS NULL OR n.in_new IS NULL")
+    con.execute("CREATE OR REPLACE TEMP TABLE removed AS "
+                "SELECT * EXCLUDE (in_old) FROM (SELECT unnest(o) FROM unmatched WHERE o.in_old)")
+    con.execute("CREATE OR REPLACE TEMP TABLE added AS "
+                "SELECT * EXCLUDE (in_new) FROM (SELECT unnest(n) FROM unmatched WHERE n.in_new)")
     if not con.execute("SELECT (SELECT count(*) FROM removed) + (SELECT count(*) FROM added)").fetchone()[0]:
         return
     # An added row identical to a version ending at `day` or starting at
