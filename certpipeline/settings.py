@@ -41,24 +41,31 @@ class Variable:
     name: str
     default: str
     meaning: str
+    # The ``Settings`` field it sets; empty for the password key's variables.
+    field: str = ""
 
 
 VARIABLES = (
     Variable("CERTPIPELINE_DATA_DIR", "`data/` in the repository",
-             "the data directory: landing files, working stores, the published warehouse, exhausts"),
+             "the data directory: landing files, working stores, the published warehouse, exhausts",
+             field="data_dir"),
     Variable("DAGSTER_HOME", "`<data dir>/dagster_home`",
-             "Dagster's instance (run history, pools); the CLI, `dg dev` and the daemon must share it"),
+             "Dagster's instance (run history, pools); the CLI, `dg dev` and the daemon must share it",
+             field="dagster_home"),
     Variable("CERTPIPELINE_FIRST_DAY", "the earliest landing folder, else yesterday",
-             "the first daily partition (an ISO date)"),
+             "the first daily partition (an ISO date)", field="first_day"),
     Variable("CERTPIPELINE_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT,
-             "DuckDB's memory for the working database; beyond it, it spills to `pipeline/spill`"),
+             "DuckDB's memory for the working database; beyond it, it spills to `pipeline/spill`",
+             field="duckdb_memory_limit"),
     Variable("CERTPIPELINE_RETENTION_DAYS", str(DEFAULT_RETENTION_DAYS),
-             "days a report file is kept before it is deleted and its request `Expired` (a whole number, at least 1)"),
+             "days a report file is kept before it is deleted and its request `Expired` (a whole number, at least 1)",
+             field="retention_days"),
     Variable("CERTPIPELINE_CATALOG", "`sqlite:<data dir>/warehouse/catalog.sqlite`",
              "the published lake's catalog, `sqlite:PATH` or `postgres:DSN` (no password in it: `~/.pgpass` or "
-             "`PGPASSWORD`)"),
+             "`PGPASSWORD`)", field="catalog"),
     Variable("CERTPIPELINE_LAKE_DATA_PATH", "`<data dir>/warehouse/data/`",
-             "the published lake's Parquet files (a shared folder with a shared catalog)"),
+             "the published lake's Parquet files (a shared folder with a shared catalog)",
+             field="lake_data_path"),
     Variable("CERTPIPELINE_SECRET_KEY", "unset",
              "the Fernet key sealing report passwords, e.g. from a secrets manager; wins over the key file"),
     Variable("CERTPIPELINE_SECRET_KEY_FILE", "`$XDG_CONFIG_HOME/certpipeline/secret.key` (`~/.config/...`)",
@@ -139,17 +146,22 @@ class Settings:
     retention_days: int = DEFAULT_RETENTION_DAYS
     catalog: str = ""
     lake_data_path: str = ""
+    # The fields whose variable was set (not empty): the Dagster resource
+    # names those variables instead of copying their values.
+    from_variables: frozenset[str] = frozenset()
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
         environ = os.environ if environ is None else environ
-        data_dir = Path(environ.get("CERTPIPELINE_DATA_DIR") or DEFAULT_DATA_DIR).resolve()
+        text = {variable.field: environ.get(variable.name) or "" for variable in VARIABLES if variable.field}
+        data_dir = Path(text["data_dir"] or DEFAULT_DATA_DIR).resolve()
         return cls(
             data_dir=data_dir,
-            dagster_home=Path(environ.get("DAGSTER_HOME") or data_dir / "dagster_home"),
-            first_day=_first_day(environ.get("CERTPIPELINE_FIRST_DAY")),
-            duckdb_memory_limit=_memory_limit(environ.get("CERTPIPELINE_DUCKDB_MEMORY_LIMIT")),
-            retention_days=_retention_days(environ.get("CERTPIPELINE_RETENTION_DAYS")),
-            catalog=_catalog(environ.get("CERTPIPELINE_CATALOG")),
-            lake_data_path=environ.get("CERTPIPELINE_LAKE_DATA_PATH", ""),
+            dagster_home=Path(text["dagster_home"] or data_dir / "dagster_home"),
+            first_day=_first_day(text["first_day"]),
+            duckdb_memory_limit=_memory_limit(text["duckdb_memory_limit"]),
+            retention_days=_retention_days(text["retention_days"]),
+            catalog=_catalog(text["catalog"]),
+            lake_data_path=text["lake_data_path"],
+            from_variables=frozenset(field for field, value in text.items() if value),
         )

@@ -19,7 +19,12 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 def test_an_empty_environment_gives_the_documented_defaults():
     assert Settings.from_environment({}) == Settings(
         data_dir=DEFAULT_DATA_DIR, dagster_home=DEFAULT_DATA_DIR / "dagster_home", first_day=None,
-        duckdb_memory_limit="1GB", retention_days=30, catalog="", lake_data_path="")
+        duckdb_memory_limit="1GB", retention_days=30, catalog="", lake_data_path="", from_variables=frozenset())
+
+
+def test_a_variable_set_empty_counts_as_unset():
+    assert Settings.from_environment({"CERTPIPELINE_CATALOG": "", "CERTPIPELINE_RETENTION_DAYS": "9"}).from_variables \
+        == {"retention_days"}
 
 
 def test_every_variable_is_read(tmp_path):
@@ -29,7 +34,9 @@ def test_every_variable_is_read(tmp_path):
                "CERTPIPELINE_LAKE_DATA_PATH": "/shared/lake/"}
     assert Settings.from_environment(environ) == Settings(
         data_dir=tmp_path / "d", dagster_home=tmp_path / "h", first_day=dt.date(2025, 3, 1),
-        duckdb_memory_limit="300MB", retention_days=7, catalog="postgres:dbname=lake", lake_data_path="/shared/lake/")
+        duckdb_memory_limit="300MB", retention_days=7, catalog="postgres:dbname=lake", lake_data_path="/shared/lake/",
+        from_variables=frozenset({"data_dir", "dagster_home", "first_day", "duckdb_memory_limit", "retention_days",
+                                  "catalog", "lake_data_path"}))
 
 
 @pytest.mark.parametrize(("variable", "value", "message"), [

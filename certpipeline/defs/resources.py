@@ -1,7 +1,6 @@
 """Resources: the only way Dagster code reaches the data directory."""
 
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -11,7 +10,7 @@ import duckdb
 from certpipeline import pipeline
 from certpipeline.lake import LakeSettings
 from certpipeline.pipeline import Warehouse
-from certpipeline.settings import DEFAULT_MEMORY_LIMIT, DEFAULT_RETENTION_DAYS, Settings
+from certpipeline.settings import DEFAULT_MEMORY_LIMIT, DEFAULT_RETENTION_DAYS, VARIABLES, Settings
 from certpipeline.warehouse import LOCK_TIMEOUT_SECONDS, DataPaths
 
 # The Dagster pool of every step that writes the working database: with the
@@ -20,16 +19,6 @@ from certpipeline.warehouse import LOCK_TIMEOUT_SECONDS, DataPaths
 # whose steps would only wait on the file lock stays queued instead. The file
 # lock held by ``work()`` stays the guarantee underneath.
 WORK_POOL = "duckdb_work"
-
-
-# The resource's fields set by environment variables (settings.VARIABLES).
-FIELD_VARIABLES = {
-    "data_dir": "CERTPIPELINE_DATA_DIR",
-    "duckdb_memory_limit": "CERTPIPELINE_DUCKDB_MEMORY_LIMIT",
-    "retention_days": "CERTPIPELINE_RETENTION_DAYS",
-    "catalog": "CERTPIPELINE_CATALOG",
-    "lake_data_path": "CERTPIPELINE_LAKE_DATA_PATH",
-}
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -66,13 +55,11 @@ class WarehouseResource(dg.ConfigurableResource):
         name in the UI (a catalog's DSN is never displayed there); the others
         are the defaults. ``settings``, read from the same environment, has
         already refused bad values."""
-        values = cls.from_settings(settings)
-        fields = {}
-        for field, variable in FIELD_VARIABLES.items():
-            if os.environ.get(variable):
-                fields[field] = dg.EnvVar.int(variable) if field == "retention_days" else dg.EnvVar(variable)
-            else:
-                fields[field] = getattr(values, field)
+        fields = cls.from_settings(settings).model_dump()
+        for variable in VARIABLES:
+            if variable.field in fields and variable.field in settings.from_variables:
+                kind = dg.EnvVar.int if variable.field == "retention_days" else dg.EnvVar
+                fields[variable.field] = kind(variable.name)
         return cls(**fields)
 
     def get_warehouse(self) -> Warehouse:
