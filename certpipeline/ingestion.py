@@ -56,8 +56,10 @@ CREATE TABLE IF NOT EXISTS raw.rejected_events (
 );
 -- Event ids whose counted copy may have changed, waiting for the entity
 -- history to be refreshed (written and consumed in separate transactions),
--- with the landing date of the counted copy they had then (NULL: none, or
--- queued by an older version): the refresh reads only those days.
+-- one row for each landing day that held a copy of the event, before or after
+-- the ingestion that queued it (NULL: queued by an older version, which gave
+-- only the counted copy's day or none). The refresh reads only those days,
+-- and the publication deletes the lake's rows of the event only on them.
 CREATE TABLE IF NOT EXISTS raw.history_refresh_queue (event_id VARCHAR NOT NULL, landing_date DATE);
 CREATE TABLE IF NOT EXISTS raw.landing_files (
     landing_date DATE NOT NULL,
@@ -112,9 +114,12 @@ def ingest_day(con: duckdb.DuckDBPyConnection, paths: DataPaths, day: dt.date,
             [day],
         )
         _mark_duplicates(con)
+        # The day replaced counts too: a copy it held is gone, and the lake
+        # may still keep the event's history row on it.
         con.execute(
-            "INSERT INTO raw.history_refresh_queue SELECT a.event_id, c.landing_date FROM affected_event_ids a "
-            "LEFT JOIN affected_copies c ON c.event_id = a.event_id AND c.copy_number = 1"
+            "INSERT INTO raw.history_refresh_queue SELECT event_id, landing_date FROM affected_copies "
+            "UNION SELECT event_id, ?::DATE FROM affected_event_ids",
+            [day],
         )
         # Its rejections and file list go to the lake at the next publication.
         con.execute("INSERT INTO publication.pending_days VALUES ('landing', ?)", [day])

@@ -46,7 +46,10 @@ LANDING, REPORTS = "landing", "reports"
 PENDING_DDL = """
 CREATE SCHEMA IF NOT EXISTS publication;
 CREATE TABLE IF NOT EXISTS publication.pending_days (what VARCHAR NOT NULL, day DATE NOT NULL);
-CREATE TABLE IF NOT EXISTS publication.pending_events (event_id VARCHAR NOT NULL);
+-- An event whose history rows the lake must replace, with a landing day on
+-- which the lake may hold one (NULL: noted by an older version; then every
+-- day of its copies is searched).
+CREATE TABLE IF NOT EXISTS publication.pending_events (event_id VARCHAR NOT NULL, landing_date DATE);
 """
 
 # Tables copied per landing day.
@@ -142,7 +145,7 @@ def note_everything_pending(con: duckdb.DuckDBPyConnection) -> None:
     """Note every landing day, history row and report day of the working
     database as changed, so that the next publication copies it all: what a
     new (or moved-aside and recreated) lake needs."""
-    histories = " UNION ALL ".join(f"SELECT event_id FROM {table}" for table in HISTORY_TABLES)
+    histories = " UNION ALL ".join(f"SELECT event_id, landing_date FROM {table}" for table in HISTORY_TABLES)
     with transaction(con):
         con.execute(f"INSERT INTO publication.pending_days SELECT DISTINCT '{LANDING}', landing_date FROM raw.landing_files")
         con.execute(f"INSERT INTO publication.pending_days SELECT '{REPORTS}', unnest(?::DATE[])", [snapshots.days(con)])
@@ -212,13 +215,19 @@ def _publish_once(con: duckdb.DuckDBPyConnection, work: str, landing_days: list[
                 con.execute(f"INSERT INTO {W}.{table} BY NAME SELECT * FROM {work}.{table} "
                             f"WHERE list_contains({days_list}, landing_date)")
         if con.execute("SELECT count(*) FROM published_events").fetchone()[0]:
-            # A history row's landing date is one of its event's copies', or a
-            # re-ingested day's: restricting the delete to those days lets the
-            # lake skip every file of other days by its statistics.
+            # The lake keeps an event's history rows on the landing day of its
+            # counted copy when it was last published: one of the days noted
+            # with the event (its copies' days, the days re-ingested since).
+            # Restricting the delete to those days lets the lake skip every
+            # file of other days by its statistics.
+            unknown = (f"SELECT landing_date FROM {work}.raw.events WHERE event_id IN "
+                       f"(SELECT event_id FROM {work}.publication.pending_events WHERE landing_date IS NULL)"
+                       if con.execute(f"SELECT count(*) FROM {work}.publication.pending_events "
+                                      "WHERE landing_date IS NULL").fetchone()[0] else "SELECT NULL::DATE WHERE false")
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE history_days AS "
-                f"SELECT DISTINCT landing_date FROM {work}.raw.events WHERE event_id IN (SELECT event_id FROM published_events) "
-                f"UNION SELECT unnest({days_list})"
+                f"SELECT landing_date FROM {work}.publication.pending_events WHERE landing_date IS NOT NULL "
+                f"UNION SELECT unnest({days_list}) UNION {unknown}"
             )
             for table in HISTORY_TABLES:
                 con.execute(f"DELETE FROM {W}.{table} WHERE landing_date IN (SELECT landing_date FROM history_days) "

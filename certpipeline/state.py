@@ -124,7 +124,7 @@ def refresh_history(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
             "SELECT DISTINCT event_id FROM raw.history_refresh_queue"
         )
         # One scan of raw.events for the affected events, not one per entity,
-        # and only of the days their counted copies are on when all are known.
+        # and only of the days queued with them (their copies') when all are known.
         days = [day for (day,) in con.execute("SELECT DISTINCT landing_date FROM raw.history_refresh_queue").fetchall()]
         on_days = "true" if None in days else f"landing_date IN ({', '.join(sql_literals.date(day) for day in days) or 'NULL'})"
         con.execute(
@@ -134,9 +134,11 @@ def refresh_history(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         for entity, table in HISTORY_TABLES.items():
             con.execute(f"DELETE FROM {table} WHERE event_id IN (SELECT event_id FROM affected_event_ids)")
             con.execute(f"INSERT INTO {table} " + _select_history(entity, source="affected_events"))
+        # The refreshed rows go to the lake at the next publication, which
+        # replaces the lake's rows of these events on the days queued with them.
+        con.execute("INSERT INTO publication.pending_events SELECT DISTINCT event_id, landing_date "
+                    "FROM raw.history_refresh_queue")
         con.execute("DELETE FROM raw.history_refresh_queue WHERE event_id IN (SELECT event_id FROM affected_event_ids)")
-        # The refreshed rows go to the lake at the next publication.
-        con.execute("INSERT INTO publication.pending_events SELECT event_id FROM affected_event_ids")
         crash_point("history.refreshing")
     for entity, table in HISTORY_TABLES.items():
         counts[entity] = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]

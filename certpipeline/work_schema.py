@@ -8,7 +8,9 @@ existing columns is refused in one line, because the pipeline writes some
 tables with positional INSERTs: the working database then needs a rebuild
 (it is derived from the landing files alone). Report snapshots an older
 version kept as ``reports.*`` tables move out to their files
-(``snapshots.move_tables_to_files``).
+(``snapshots.move_tables_to_files``), and the days an older version queued
+for the history refresh count as unknown (it noted fewer days than the
+publication now relies on).
 """
 
 from __future__ import annotations
@@ -117,9 +119,14 @@ def prepare(con: duckdb.DuckDBPyConnection) -> None:
     with transaction(con):
         # Columns first: the DDL's views are bound when created, so they
         # must see the new columns.
-        for table, column, data_type, default in missing_columns(con):
+        added = missing_columns(con)
+        for table, column, data_type, default in added:
             with_default = f" DEFAULT {default}" if default is not None else ""
             con.execute(f'ALTER TABLE {table} ADD COLUMN "{column}" {data_type}{with_default}')
+        if ("publication.pending_events", "landing_date") in {(table, column) for table, column, _, _ in added}:
+            # The version before queued an event with its counted copy's day
+            # only, not every day the lake may keep its history on: unknown.
+            con.execute("UPDATE raw.history_refresh_queue SET landing_date = NULL")
         for statement in work_ddl():
             con.execute(statement)
         snapshots.move_tables_to_files(con)

@@ -287,7 +287,7 @@ def test_an_entity_known_only_by_its_deletion_keeps_its_id(landing, warehouse, i
     assert query(warehouse, "SELECT session_id, course_id, is_deleted FROM state.sessions") == [("gone", None, True)]
 
 
-def test_history_refresh_reads_the_days_of_the_counted_copies_or_every_day_when_unknown(landing, warehouse, instance):
+def test_history_refresh_reads_the_days_of_the_copies_or_every_day_when_unknown(landing, warehouse, instance):
     upsert = {"user_id": "u2", "name": "B", "email": "b@x", "registered_at": "2025-01-01"}
     landing.user(D1, "u1", name="First")
     landing.event(D1, "user.upserted", upsert, event_id="dup-1")
@@ -299,8 +299,8 @@ def test_history_refresh_reads_the_days_of_the_counted_copies_or_every_day_when_
         ingestion.ingest_day(con, warehouse.paths, dt.date.fromisoformat(D2))
         queued = con.execute("SELECT event_id = 'dup-1', landing_date::VARCHAR FROM raw.history_refresh_queue "
                              "ORDER BY ALL").fetchall()
-        # dup-1's counted copy is on D1, the other event's on D2.
-        assert queued == [(False, D2), (True, D1)]
+        # Every day holding a copy: dup-1's are on D1 and D2, the other event's on D2.
+        assert queued == [(False, D2), (True, D1), (True, D2)]
         state.refresh_history(con)
         # A queue row without a day (an older version's) makes the refresh read every day.
         con.execute("DELETE FROM state.user_history WHERE user_id = 'u1'")

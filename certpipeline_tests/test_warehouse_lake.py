@@ -3,7 +3,7 @@ served by date, whatever order the days are computed in."""
 
 import datetime as dt
 
-from certpipeline import lake, maintenance
+from certpipeline import ingestion, lake, maintenance, pipeline, state
 from certpipeline.definitions import defs
 from certpipeline_tests.conftest import contents, published, query, run_nightly
 
@@ -140,3 +140,28 @@ def test_maintenance_job_runs_from_the_definitions(landing, warehouse, instance)
     # Production retention keeps today's snapshots; the inlined rows are flushed and merged.
     assert metadata["snapshots_expired"].value == 0
     assert 0 < metadata["data_files_after"].value <= metadata["data_files_before"].value + 13
+
+
+def test_an_events_history_is_published_once_when_its_counted_copy_moves_to_another_day(landing, warehouse, instance):
+    """The lake keeps an event's history row on its counted copy's landing
+    day. When a day is exported again without that copy, the row must move,
+    even if a publication (a pass of requests, or a run killed between its
+    steps) comes between the ingestion and the history refresh."""
+    first, second = dt.date(2026, 11, 20), dt.date(2026, 11, 21)
+    upsert = {"user_id": "u2", "name": "B", "email": "b@x", "registered_at": "2025-01-01T00:00:00Z"}
+    landing.user(first, "u1")
+    landing.event(first, "user.upserted", upsert, event_id="dup-1")
+    landing.event(second, "user.upserted", upsert, event_id="dup-1")
+    for day in (first, second):
+        assert run_nightly(warehouse, day.isoformat(), instance).success
+    history = "SELECT user_id, event_id, landing_date FROM state.user_history ORDER BY ALL"
+    assert published(warehouse, history) == [("u1", "e-1", first), ("u2", "dup-1", first)]
+
+    # The first day exported again, empty: u1's only copy and dup-1's first are gone.
+    (landing.folder(first) / "part-00000.jsonl").write_text("")
+    with warehouse.work() as con:
+        ingestion.ingest_day(con, warehouse.paths, first)
+        pipeline.publish_warehouse(con, warehouse.get_warehouse())
+        state.refresh_history(con)
+        pipeline.publish_warehouse(con, warehouse.get_warehouse())
+    assert published(warehouse, history) == query(warehouse, history) == [("u2", "dup-1", second)]

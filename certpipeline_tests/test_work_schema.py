@@ -72,6 +72,22 @@ def test_an_added_column_gets_its_default_in_existing_rows(warehouse):
     assert query(warehouse, "SELECT event_id, is_duplicate FROM raw.events") == [("e1", False)]
 
 
+def test_the_days_an_older_version_queued_for_the_history_refresh_count_as_unknown(landing, warehouse):
+    """It queued an event with its counted copy's day only, and noted pending
+    events without days; the publication needs every day the lake may keep
+    the event's history on, so those days are forgotten (read as unknown)."""
+    landing_days(landing)
+    with warehouse.work() as con:
+        pipeline.ingest_landing_day(con, warehouse.paths, EARLIER)
+    make_older(warehouse, "publication.pending_events", "SELECT event_id FROM publication.pending_events")
+    assert columns(warehouse, "publication.pending_events") == [("event_id", "VARCHAR"), ("landing_date", "DATE")]
+    assert query(warehouse, "SELECT landing_date FROM raw.history_refresh_queue") == [(None,)]
+    with warehouse.work() as con:
+        pipeline.refresh_entity_history(con)
+    assert query(warehouse, "SELECT user_id, landing_date FROM state.user_history") == [("u1", EARLIER)]
+    assert query(warehouse, "SELECT landing_date FROM publication.pending_events") == [(None,)]
+
+
 def test_report_tables_an_older_version_kept_move_to_snapshot_files_on_first_open(data_dir, warehouse, instance):
     generate_landing(data_dir, learners=80, days=2, seed=7, end_date=YESTERDAY)
     for day in (EARLIER, YESTERDAY):
