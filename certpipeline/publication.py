@@ -47,8 +47,8 @@ PENDING_DDL = """
 CREATE SCHEMA IF NOT EXISTS publication;
 CREATE TABLE IF NOT EXISTS publication.pending_days (what VARCHAR NOT NULL, day DATE NOT NULL);
 -- An event whose history rows the lake must replace, with a landing day on
--- which the lake may hold one (NULL: noted by an older version; then every
--- day of its copies is searched).
+-- which the lake may hold one (NULL: noted by an older version; then its
+-- rows are replaced on every day).
 CREATE TABLE IF NOT EXISTS publication.pending_events (event_id VARCHAR NOT NULL, landing_date DATE);
 """
 
@@ -219,19 +219,19 @@ def _publish_once(con: duckdb.DuckDBPyConnection, work: str, landing_days: list[
             # counted copy when it was last published: one of the days noted
             # with the event (its copies' days, the days re-ingested since).
             # Restricting the delete to those days lets the lake skip every
-            # file of other days by its statistics.
-            unknown = (f"SELECT landing_date FROM {work}.raw.events WHERE event_id IN "
-                       f"(SELECT event_id FROM {work}.publication.pending_events WHERE landing_date IS NULL)"
-                       if con.execute(f"SELECT count(*) FROM {work}.publication.pending_events "
-                                      "WHERE landing_date IS NULL").fetchone()[0] else "SELECT NULL::DATE WHERE false")
+            # file of other days by its statistics. An event an older version
+            # noted without days is replaced whatever the day: that version
+            # could forget a re-ingested day before refreshing the event.
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE history_days AS "
                 f"SELECT landing_date FROM {work}.publication.pending_events WHERE landing_date IS NOT NULL "
-                f"UNION SELECT unnest({days_list}) UNION {unknown}"
+                f"UNION SELECT unnest({days_list})"
             )
+            days_known = not con.execute(f"SELECT count(*) FROM {work}.publication.pending_events "
+                                         "WHERE landing_date IS NULL").fetchone()[0]
+            on_days = "landing_date IN (SELECT landing_date FROM history_days) AND " if days_known else ""
             for table in HISTORY_TABLES:
-                con.execute(f"DELETE FROM {W}.{table} WHERE landing_date IN (SELECT landing_date FROM history_days) "
-                            "AND event_id IN (SELECT event_id FROM published_events)")
+                con.execute(f"DELETE FROM {W}.{table} WHERE {on_days}event_id IN (SELECT event_id FROM published_events)")
                 con.execute(f"INSERT INTO {W}.{table} BY NAME SELECT * FROM {work}.{table} "
                             "WHERE event_id IN (SELECT event_id FROM published_events)")
         for day in sorted(report_days):

@@ -3,6 +3,8 @@ served by date, whatever order the days are computed in."""
 
 import datetime as dt
 
+import pytest
+
 from certpipeline import ingestion, lake, maintenance, pipeline, state
 from certpipeline.definitions import defs
 from certpipeline_tests.conftest import contents, published, query, run_nightly
@@ -142,11 +144,14 @@ def test_maintenance_job_runs_from_the_definitions(landing, warehouse, instance)
     assert 0 < metadata["data_files_after"].value <= metadata["data_files_before"].value + 13
 
 
-def test_an_events_history_is_published_once_when_its_counted_copy_moves_to_another_day(landing, warehouse, instance):
+@pytest.mark.parametrize("queued_by", ["this version", "an older version"])
+def test_an_events_history_is_published_once_when_its_counted_copy_moves_to_another_day(landing, warehouse, instance,
+                                                                                         queued_by):
     """The lake keeps an event's history row on its counted copy's landing
     day. When a day is exported again without that copy, the row must move,
     even if a publication (a pass of requests, or a run killed between its
-    steps) comes between the ingestion and the history refresh."""
+    steps) comes between the ingestion and the history refresh; also when an
+    older version queued the refresh (its days are forgotten on upgrade)."""
     first, second = dt.date(2026, 11, 20), dt.date(2026, 11, 21)
     upsert = {"user_id": "u2", "name": "B", "email": "b@x", "registered_at": "2025-01-01T00:00:00Z"}
     landing.user(first, "u1")
@@ -162,6 +167,8 @@ def test_an_events_history_is_published_once_when_its_counted_copy_moves_to_anot
     with warehouse.work() as con:
         ingestion.ingest_day(con, warehouse.paths, first)
         pipeline.publish_warehouse(con, warehouse.get_warehouse())
+        if queued_by == "an older version":
+            con.execute("UPDATE raw.history_refresh_queue SET landing_date = NULL")  # what the upgrade does
         state.refresh_history(con)
         pipeline.publish_warehouse(con, warehouse.get_warehouse())
     assert published(warehouse, history) == query(warehouse, history) == [("u2", "dup-1", second)]
