@@ -222,14 +222,15 @@ def _publish_once(con: duckdb.DuckDBPyConnection, work: str, landing_days: list[
             # file of other days by its statistics. An event an older version
             # noted without days is replaced whatever the day: that version
             # could forget a re-ingested day before refreshing the event.
-            con.execute(
-                "CREATE OR REPLACE TEMP TABLE history_days AS "
-                f"SELECT landing_date FROM {work}.publication.pending_events WHERE landing_date IS NOT NULL "
-                f"UNION SELECT unnest({days_list})"
-            )
-            days_known = not con.execute(f"SELECT count(*) FROM {work}.publication.pending_events "
-                                         "WHERE landing_date IS NULL").fetchone()[0]
-            on_days = "landing_date IN (SELECT landing_date FROM history_days) AND " if days_known else ""
+            on_days = ""
+            if not con.execute(f"SELECT count(*) FROM {work}.publication.pending_events "
+                               "WHERE landing_date IS NULL").fetchone()[0]:
+                con.execute(
+                    "CREATE OR REPLACE TEMP TABLE history_days AS "
+                    f"SELECT landing_date FROM {work}.publication.pending_events WHERE landing_date IS NOT NULL "
+                    f"UNION SELECT unnest({days_list})"
+                )
+                on_days = "landing_date IN (SELECT landing_date FROM history_days) AND "
             for table in HISTORY_TABLES:
                 con.execute(f"DELETE FROM {W}.{table} WHERE {on_days}event_id IN (SELECT event_id FROM published_events)")
                 con.execute(f"INSERT INTO {W}.{table} BY NAME SELECT * FROM {work}.{table} "

@@ -9,7 +9,7 @@ import datetime as dt
 
 import polars as pl
 
-from certpipeline.state import State
+from certpipeline.state import State, cutoff_after
 
 VALID = "Valid"
 EXPIRING_SOON = "Expiring soon"
@@ -67,7 +67,7 @@ def counted_awards(state: State) -> pl.DataFrame:
 
 def _counted_awards(state: State) -> pl.DataFrame:
     deleted_enrollments = effective_enrollments(state).filter(pl.col("is_deleted")).select("enrollment_id")
-    cutoff = dt.datetime.combine(state.as_of + dt.timedelta(days=1), dt.time(), tzinfo=dt.timezone.utc)
+    cutoff = cutoff_after(state.as_of)
     return (
         state.awards.filter(
             ~pl.col("is_revoked")
