@@ -13,3 +13,8 @@ def text(value: str) -> str:
 
 def date(day: dt.date | None) -> str:
     return "NULL::DATE" if day is None else f"DATE '{day.isoformat()}'"
+
+
+def timestamp(moment: dt.datetime) -> str:
+    """A TIMESTAMPTZ literal of an aware ``moment``."""
+    return f"TIMESTAMPTZ '{moment.isoformat()}'"

@@ -310,3 +310,26 @@ def test_history_refresh_reads_the_days_of_the_copies_or_every_day_when_unknown(
         assert con.execute("SELECT user_id, name, landing_date::VARCHAR FROM state.user_history "
                            "ORDER BY ALL").fetchall() == [("u1", "First", D1), ("u2", "B", D1), ("u3", "Name u3", D2)]
         assert con.execute("SELECT count(*) FROM raw.history_refresh_queue").fetchone() == (0,)
+
+
+def test_a_file_longer_than_a_validation_chunk_keeps_every_line_in_its_place(landing, warehouse):
+    # The validation SQL reads a batch of lines in chunks, one per thread: a
+    # line's number, event and reason must not move across chunk boundaries.
+    lines = 2 * ingestion.VALIDATION_CHUNK_ROWS + 5
+    bad = {1, ingestion.VALIDATION_CHUNK_ROWS, ingestion.VALIDATION_CHUNK_ROWS + 1, lines}
+    text = "".join(
+        "{broken " + str(number) + "\n" if number in bad else
+        json.dumps({"event_id": f"line-{number}", "event_type": "user.deleted", "occurred_at": f"{D1}T12:00:00Z",
+                    "payload": {"user_id": f"u{number}"}}) + "\n"
+        for number in range(1, lines + 1)
+    )
+    landing.folder(D1).mkdir(parents=True, exist_ok=True)
+    (landing.folder(D1) / "part-00000.jsonl").write_text(text)
+    with warehouse.work() as con:
+        [account] = ingestion.ingest_day(con, warehouse.paths, dt.date.fromisoformat(D1))
+        assert (account.lines_read, account.accepted, account.rejected) == (lines, lines - 4, 4)
+        assert con.execute(
+            "SELECT count(*), count(*) FILTER (event_id = 'line-' || line_number "
+            "AND (payload->>'user_id') = 'u' || line_number) FROM raw.events").fetchone() == (lines - 4, lines - 4)
+        assert con.execute("SELECT line_number, raw_line, reason FROM raw.rejected_events ORDER BY 1").fetchall() == [
+            (number, "{broken " + str(number), "not valid JSON") for number in sorted(bad)]
