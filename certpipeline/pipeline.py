@@ -20,7 +20,7 @@ import pyarrow as pa
 from certpipeline import ingestion, publication, report_requests, state, work_schema
 from certpipeline.lake import LakeSettings
 from certpipeline.password_vault import PasswordVault
-from certpipeline.reports import checks, tables
+from certpipeline.reports import catalog, checks, tables
 from certpipeline.settings import DEFAULT_MEMORY_LIMIT, DEFAULT_RETENTION_DAYS, default_key_file
 from certpipeline.warehouse import LOCK_TIMEOUT_SECONDS, DataPaths, connect_locked
 
@@ -157,8 +157,11 @@ def build_and_check_report_snapshots(
         for name, frame in reports.items():
             row_counts[name] += frame.height
             if sum(part.height for part in first_rows[name]) < keep_rows:
-                # A copy: a slice would keep the whole day's frame alive.
-                first_rows[name].append(pl.DataFrame(frame.head(keep_rows).to_dicts(), schema=frame.schema))
+                # The first rows by the table's key (a snapshot is in no
+                # order), as a copy: a slice would keep the whole day's frame alive.
+                key = list(catalog.TABLES[name].key)
+                first = frame.bottom_k(keep_rows, by=key).sort(key, nulls_last=True)
+                first_rows[name].append(pl.DataFrame(first.to_dicts(), schema=frame.schema))
         del as_of, reports
     return ReportRange(row_counts, {name: pl.concat(parts).head(keep_rows) for name, parts in first_rows.items()},
                        checks.combine_days(outcomes))

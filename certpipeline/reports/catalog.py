@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 import polars as pl
 
@@ -53,7 +54,12 @@ class Column:
 class Table:
     """A ``reports.*`` table: its rows as of a day (default filters, everything
     visible), the columns that identify a row within a snapshot, and every
-    column in table order (``report_date`` last)."""
+    column in table order (``report_date`` last).
+
+    The rows are in no particular order: a table has none, and its snapshot
+    is diffed and queried, never read in order. The two largest skip the sort
+    their files need (``ordered=False``), which took a third of a second each
+    per report day at a million learners."""
 
     build: Callable[[State], pl.DataFrame]
     key: tuple[str, ...]
@@ -194,7 +200,8 @@ REPORTS: tuple[Report, ...] = (
     Report(
         "path_certificate_learners",
         "Per certificate and enrolled learner: latest status, delivery and expiration (seed 001, active users).",
-        table=Table(path_certificates.path_certificate_learners, key=("certificate_id", "user_id"), columns=(
+        table=Table(partial(path_certificates.path_certificate_learners, ordered=False),
+                    key=("certificate_id", "user_id"), columns=(
             Column("certificate_id", "VARCHAR", "The certificate."),
             Column("user_id", "VARCHAR", "An active learner with a non-deleted enrollment in a session granting it."),
             Column("learner_name", "VARCHAR", "The learner's name."),
@@ -220,7 +227,8 @@ REPORTS: tuple[Report, ...] = (
     Report(
         "learner_certificate_history",
         "Per enrollment in a session granting a certificate (seed 001, active users).",
-        table=Table(path_certificates.learner_certificate_history, key=("enrollment_id", "certificate_id"), columns=(
+        table=Table(partial(path_certificates.learner_certificate_history, ordered=False),
+                    key=("enrollment_id", "certificate_id"), columns=(
             Column("certificate_id", "VARCHAR", "The certificate the session grants."),
             Column("user_id", "VARCHAR", "The enrolled active learner."),
             Column("enrollment_id", "VARCHAR", "A non-deleted enrollment in a session granting the certificate."),

@@ -82,37 +82,42 @@ def _with_award(rows: pl.DataFrame, awards: pl.DataFrame, key: list[str]) -> pl.
 
 
 def path_certificate_learners(
-    state: State, population: PopulationFilter = DEFAULT_POPULATION, visibility: Visibility = EVERYTHING
+    state: State, population: PopulationFilter = DEFAULT_POPULATION, visibility: Visibility = EVERYTHING,
+    ordered: bool = True,
 ) -> pl.DataFrame:
     """One row per certificate and learner enrolled in a session granting it; the
     status is that of the learner's most recent counted award for the certificate,
-    whichever enrollment it came from."""
+    whichever enrollment it came from. Sorted by certificate and learner when
+    ``ordered`` (a file's rows are; the warehouse snapshot's are not, see ``catalog``)."""
     learners = (
         restrict(certificate_enrollments(state), state, population, visibility)
         .select("certificate_id", "user_id")
         .unique()
         .join(state.users.select("user_id", learner_name="name", learner_email="email"), on="user_id", how="left")
     )
-    return (
+    rows = (
         _with_award(learners, rules.counted_awards(state), ["certificate_id", "user_id"])
         .rename({"status": "latest_status"})
         .select(
             "certificate_id", "user_id", "learner_name", "learner_email", "latest_status", "delivery_date", "expiration_date"
         )
-        .sort("certificate_id", "user_id")
     )
+    return rows.sort("certificate_id", "user_id") if ordered else rows
 
 
 def learner_certificate_history(
-    state: State, population: PopulationFilter = DEFAULT_POPULATION, visibility: Visibility = EVERYTHING
+    state: State, population: PopulationFilter = DEFAULT_POPULATION, visibility: Visibility = EVERYTHING,
+    ordered: bool = True,
 ) -> pl.DataFrame:
     """One row per non-deleted enrollment in a session granting a certificate;
-    the status is that of the most recent counted award of that enrollment."""
+    the status is that of the most recent counted award of that enrollment.
+    Sorted by certificate, learner and enrollment date when ``ordered`` (a
+    file's rows are; the warehouse snapshot's are not, see ``catalog``)."""
     enrollments = restrict(certificate_enrollments(state), state, population, visibility).join(
         state.courses.select("course_id", path_name="name"), on="course_id", how="left"
     )
     awards = rules.counted_awards(state).filter(pl.col("enrollment_id").is_not_null())
-    return (
+    rows = (
         _with_award(enrollments, awards, ["certificate_id", "enrollment_id"])
         .select(
             "certificate_id",
@@ -127,6 +132,7 @@ def learner_certificate_history(
             pl.col("auto_reenrolled").alias("auto_reenrollment"),
             "enrolled_at",
         )
-        .sort("certificate_id", "user_id", "enrolled_at", "enrollment_id")
-        .drop("enrolled_at")
     )
+    if ordered:
+        rows = rows.sort("certificate_id", "user_id", "enrolled_at", "enrollment_id")
+    return rows.drop("enrolled_at")
