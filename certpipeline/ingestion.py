@@ -58,8 +58,9 @@ CREATE TABLE IF NOT EXISTS raw.rejected_events (
 -- history to be refreshed (written and consumed in separate transactions),
 -- one row for each landing day that held a copy of the event, before or after
 -- the ingestion that queued it (NULL: queued by an older version, which gave
--- only the counted copy's day or none). The refresh reads only those days,
--- and the publication deletes the lake's rows of the event only on them.
+-- only the counted copy's day or none). The refresh reads and deletes only on
+-- those days, and the publication deletes the lake's rows of the event only
+-- on them.
 CREATE TABLE IF NOT EXISTS raw.history_refresh_queue (event_id VARCHAR NOT NULL, landing_date DATE);
 CREATE TABLE IF NOT EXISTS raw.landing_files (
     landing_date DATE NOT NULL,

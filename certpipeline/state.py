@@ -139,7 +139,7 @@ def refresh_history(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
             # days is not probed at all (each probe hashes every queued id:
             # 0.6-1.1 s a table on a first day at a million learners).
             if con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {on_days} LIMIT 1)").fetchone()[0]:
-                con.execute(f"DELETE FROM {table} WHERE {on_days} AND event_id IN (SELECT event_id FROM affected_event_ids)")
+                con.execute(f"DELETE FROM {table} WHERE {affected}")
             con.execute(f"INSERT INTO {table} " + _select_history(entity, where=affected))
         # The refreshed rows go to the lake at the next publication, which
         # replaces the lake's rows of these events on the days queued with them.
