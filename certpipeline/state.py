@@ -155,17 +155,22 @@ def refresh_history(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 # -- state as of a day ------------------------------------------------------
 
-# The state queries count events that occurred before the cutoff: a bound
-# parameter or a literal (``cutoff_after``), or no cutoff at all for the
-# current-state views (a view cannot hold a parameter; every counted timestamp
-# is before 2100).
-CUTOFF_PARAMETER = "$cutoff"
+# The state queries count events that occurred before the cutoff: a literal
+# (``cutoff_literal``), or none at all for the current-state views (every
+# counted timestamp is before 2100). A literal, not a bound parameter: a view
+# cannot hold one, and with one the relations ``load_state`` reads ran three
+# times slower.
 NO_CUTOFF = "TIMESTAMPTZ 'infinity'"
 
 
 def cutoff_after(day: dt.date) -> dt.datetime:
     """Events that occurred on or before ``day`` (UTC) are those before the next midnight."""
     return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.timezone.utc)
+
+
+def cutoff_literal(day: dt.date) -> str:
+    """``cutoff_after(day)`` as the state queries take it."""
+    return sql_literals.timestamp(cutoff_after(day))
 
 
 def _latest(history: str, entity: str, cutoff: str) -> str:
@@ -197,9 +202,9 @@ def _upserted_with_lifecycle(history: str, entity: str, cutoff: str) -> str:
     """
 
 
-def state_queries(cutoff: str = CUTOFF_PARAMETER, histories: dict[str, str] = HISTORY_TABLES) -> dict[str, str]:
+def state_queries(cutoff: str, histories: dict[str, str] = HISTORY_TABLES) -> dict[str, str]:
     """SQL for each entity's state, counting events that occurred before
-    ``cutoff`` (the ``$cutoff`` parameter, a literal, or ``NO_CUTOFF``), read from
+    ``cutoff`` (``cutoff_literal(day)`` or ``NO_CUTOFF``), read from
     ``histories`` (entity -> relation)."""
     h = histories
     history_columns = f"EXCLUDE ({_COMMON})"
@@ -343,9 +348,8 @@ def load_state(
         histories = _only(histories, attributes)
     frames = {}
     # A relation, not an executed statement: DuckDB hands a relation's result
-    # to Arrow on every thread, an executed statement's on one. With a bound
-    # parameter the relation ran three times slower, so the cutoff is a literal.
-    for name, query in state_queries(sql_literals.timestamp(cutoff_after(day)), histories).items():
+    # to Arrow on every thread, an executed statement's on one.
+    for name, query in state_queries(cutoff_literal(day), histories).items():
         if entities is not None and name not in entities:
             query = f"SELECT * FROM ({query}) WHERE false"
         frames[name] = con.sql(query).pl()

@@ -11,7 +11,7 @@ import duckdb
 
 from certpipeline.reports import snapshots
 from certpipeline.reports.catalog import TABLES
-from certpipeline.state import CUTOFF_PARAMETER, State, cutoff_after, state_queries
+from certpipeline.state import State, cutoff_literal
 
 
 @dataclass(frozen=True)
@@ -55,14 +55,9 @@ CHECKED_ENTITIES = ("awards", "enrollments", "sessions", "certificates")
 
 
 @contextmanager
-def _state_relations(con: duckdb.DuckDBPyConnection, as_of: State | None):
-    """SQL for each entity the checks read: the state the reports were built
-    from when given (registered frames, so it is not aggregated again), else
-    the state query over the history."""
-    if as_of is None:
-        queries = state_queries()
-        yield {name: f"({queries[name]})" for name in CHECKED_ENTITIES}
-        return
+def _state_relations(con: duckdb.DuckDBPyConnection, as_of: State):
+    """The entities the checks read, from the state the reports were built
+    from (registered frames, so it is not aggregated again)."""
     names = {name: f"checked_{name}" for name in CHECKED_ENTITIES}
     for name, view in names.items():
         con.register(view, getattr(as_of, name))
@@ -82,11 +77,10 @@ def counted_awards_with_course(con: duckdb.DuckDBPyConnection, day: dt.date, rel
         FROM {relations['awards']} a
         LEFT JOIN {relations['enrollments']} e ON e.enrollment_id = a.enrollment_id
         LEFT JOIN {relations['sessions']} s ON s.session_id = e.session_id
-        WHERE NOT a.is_revoked AND a.issued_at < {CUTOFF_PARAMETER}
+        WHERE NOT a.is_revoked AND a.issued_at < {cutoff_literal(day)}
           AND NOT coalesce(e.is_deleted, false) AND NOT coalesce(s.is_deleted, false)
           AND coalesce(a.course_id, s.course_id) IS NOT NULL
-        """,
-        {"cutoff": cutoff_after(day)},
+        """
     ).fetchall()[0][0]
 
 
@@ -103,10 +97,9 @@ def combine_days(per_day: dict[dt.date, list[CheckOutcome]]) -> list[CheckOutcom
     return combined
 
 
-def run_report_checks(con: duckdb.DuckDBPyConnection, day: dt.date, as_of: State | None = None) -> list[CheckOutcome]:
+def run_report_checks(con: duckdb.DuckDBPyConnection, day: dt.date, as_of: State) -> list[CheckOutcome]:
     """The checks of ``day``'s stored snapshots, against ``as_of`` (the state
-    as of ``day`` the reports were built from) or, without it, the state
-    recomputed from the history."""
+    as of ``day`` the reports were built from)."""
     outcomes = [CheckOutcome(table, "keys_unique", duplicate_keys(con, table, day)) for table in TABLES]
 
     reported = con.execute(
@@ -119,8 +112,7 @@ def run_report_checks(con: duckdb.DuckDBPyConnection, day: dt.date, as_of: State
         # certificate must be a known certificate as of the day.
         unlisted = con.execute(
             f"SELECT count(*) FROM ({snapshots.day_sql(con, 'path_certificate_learners', day)}) l "
-            f"WHERE l.certificate_id NOT IN (SELECT certificate_id FROM {relations['certificates']})",
-            {} if as_of else {"cutoff": cutoff_after(day)},
+            f"WHERE l.certificate_id NOT IN (SELECT certificate_id FROM {relations['certificates']})"
         ).fetchall()[0][0]
     outcomes.append(
         CheckOutcome(
