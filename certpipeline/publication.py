@@ -63,6 +63,16 @@ W = ALIAS  # the lake, attached in the work connection
 # Kept in the catalog, so maintenance rewrites files with it too.
 PARQUET_COMPRESSION = "zstd"
 
+# A night closes a few hundred versions in each of the files a per-learner
+# report table has in the lake. DuckLake writes a file's deletes as one new
+# Parquet file holding every delete that file ever had, so each night
+# rewrote the month's deletes: 4.1 MB of the 9.4 MB a million-learner night
+# added after a 30-day backfill. A statement's deletes of up to this many
+# rows from one file (and inserts of up to this many rows) go into the
+# catalog instead, about 15 bytes a deleted row; maintenance flushes them to
+# files. The night's inserts of those tables are larger, and stay Parquet.
+INLINED_ROWS = 2500
+
 
 @dataclass(frozen=True)
 class Publication:
@@ -114,18 +124,45 @@ def lake_objects(work: str, public_request_columns: str) -> dict[str, tuple[bool
     }
 
 
+def lake_options() -> dict[tuple[str, str | None], str]:
+    """The options the lake keeps in its catalog: (option, qualified table or
+    None for the whole lake) -> value."""
+    return {
+        ("parquet_compression", None): PARQUET_COMPRESSION,
+        **{("data_inlining_row_limit", f"report_versions.{name}"): str(INLINED_ROWS)
+           for name, table in catalog.TABLES.items() if table.mostly_unchanged_nightly},
+    }
+
+
+def _set_missing_options(con: duckdb.DuckDBPyConnection, tables: bool) -> None:
+    """Set the lake's or its tables' options of ``lake_options`` that its catalog lacks."""
+    existing = {(option, entry if scope == "TABLE" else None) for option, scope, entry in con.execute(
+        f"SELECT option_name, scope, scope_entry FROM {W}.options()").fetchall()}
+    for (option, table), value in lake_options().items():
+        if (table is not None) != tables or (option, table) in existing:
+            continue
+        arguments = [sql_literals.text(option), sql_literals.text(value)]
+        if table is not None:
+            schema, name = table.split(".")
+            arguments += [f"schema => {sql_literals.text(schema)}", f"table_name => {sql_literals.text(name)}"]
+        con.execute(f"CALL {W}.set_option({', '.join(arguments)})")
+
+
 def ensure_lake_schema(con: duckdb.DuckDBPyConnection, work: str, public_request_columns: str) -> None:
-    """Create what the lake lacks: its Parquet compression, then the tables
-    and views of ``lake_objects``."""
-    if not con.execute(f"SELECT count(*) FROM {W}.options() WHERE option_name = 'parquet_compression'").fetchone()[0]:
-        con.execute(f"CALL {W}.set_option('parquet_compression', '{PARQUET_COMPRESSION}')")
+    """Create what the lake lacks: its options, then the tables and views of
+    ``lake_objects``, then its tables' options."""
+    _set_missing_options(con, tables=False)
     existing = {f"{s}.{t}" for s, t in con.execute(
         "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ? "
         "UNION ALL SELECT schema_name, view_name FROM duckdb_views() WHERE database_name = ?", [W, W]).fetchall()}
     missing = {qualified: definition for qualified, definition in lake_objects(work, public_request_columns).items()
                if qualified not in existing}
-    if not missing:
-        return
+    if missing:
+        _create(con, work, missing)
+    _set_missing_options(con, tables=True)
+
+
+def _create(con: duckdb.DuckDBPyConnection, work: str, missing: dict[str, tuple[bool, str]]) -> None:
     with transaction(con):
         for schema in sorted({qualified.split(".")[0] for qualified in missing}):
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {W}.{schema}")

@@ -2,10 +2,11 @@
 served by date, whatever order the days are computed in."""
 
 import datetime as dt
+import sqlite3
 
 import pytest
 
-from certpipeline import ingestion, lake, maintenance, pipeline, state
+from certpipeline import ingestion, lake, maintenance, pipeline, publication, state
 from certpipeline.definitions import defs
 from certpipeline_tests.conftest import contents, published, query, run_nightly
 
@@ -92,8 +93,9 @@ def test_lake_files_are_readable_by_their_owner_only(landing, warehouse, instanc
 
 def test_maintenance_bounds_the_file_count_and_changes_no_row(landing, warehouse, instance):
     _world(landing)
-    # More learners than DuckLake inlines in its catalog (10 rows), so each
-    # status change writes Parquet files.
+    # More learners than DuckLake inlines in its catalog by default (10
+    # rows), so each status change writes Parquet files; the per-learner
+    # tables' rows stay inlined (``publication.INLINED_ROWS``).
     for n in range(2, 16):
         landing.user(LANDED, f"u-{n}")
         landing.enroll(LANDED, f"n-{n}", f"u-{n}", "s-1")
@@ -105,12 +107,14 @@ def test_maintenance_bounds_the_file_count_and_changes_no_row(landing, warehouse
         tables = con.sql("SELECT count(*) FROM duckdb_tables() WHERE database_name = 'warehouse'").fetchall()[0][0]
     files_before = maintenance.files_on_disk(warehouse.lake)
     assert _compressions(warehouse) == {"ZSTD"}
+    assert _inlined_rows(warehouse) > 0
     # Keep nothing old, so the bound shows at once (production keeps 30 days).
     done = maintenance.maintain(warehouse.lake, keep_snapshots=dt.timedelta(0), keep_unused_files=dt.timedelta(0))
     files_after = maintenance.files_on_disk(warehouse.lake)
-    # At most one file per table, whatever the number of nights.
+    # At most one file per table, whatever the number of nights, and the
+    # rows inlined in the catalog written out.
     assert files_after == done.data_files_after <= tables, (files_before, done)
-    assert files_after < files_before
+    assert _inlined_rows(warehouse) == 0
     with lake.reader(warehouse.lake) as con:
         assert contents(con, lake.ALIAS) == before
     # The merged files keep the lake's compression.
@@ -119,6 +123,17 @@ def test_maintenance_bounds_the_file_count_and_changes_no_row(landing, warehouse
     assert run_nightly(warehouse, "2026-11-26", instance).success
     assert published(warehouse, "SELECT latest_status, count(*) FROM reports.path_certificate_learners "
                                 "WHERE report_date = DATE '2026-11-26' GROUP BY ALL") == [("Expired", 15)]
+
+
+def _inlined_rows(warehouse):
+    """Rows (and deletes) the lake keeps in its catalog rather than in files."""
+    with sqlite3.connect(warehouse.lake.sqlite_file) as catalog_db:
+        inlined = [name for (name,) in catalog_db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'ducklake_inlined_%' "
+            "AND name <> 'ducklake_inlined_data_tables'")]
+        count = sum(catalog_db.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0] for name in inlined)
+    catalog_db.close()
+    return count
 
 
 def _compressions(warehouse):
@@ -172,3 +187,47 @@ def test_an_events_history_is_published_once_when_its_counted_copy_moves_to_anot
         state.refresh_history(con)
         pipeline.publish_warehouse(con, warehouse.get_warehouse())
     assert published(warehouse, history) == query(warehouse, history) == [("u2", "dup-1", second)]
+
+
+@pytest.mark.slow
+def test_a_nights_few_closed_versions_of_a_per_learner_table_go_into_the_catalog(data_dir, warehouse, instance):
+    """DuckLake writes a data file's deletes as one Parquet file holding every
+    delete the file ever had: the lake keeps a night's deletes from the
+    per-learner tables in its catalog instead, and maintenance flushes them."""
+    from certpipeline.generate import generate_landing
+
+    first, second = dt.date(2026, 11, 27), dt.date(2026, 11, 28)
+    generate_landing(data_dir, learners=4000, days=2, seed=11, end_date=second)
+    assert run_nightly(warehouse, first, instance).success
+    # As in a lake an older version made: the publication sets what lacks.
+    with sqlite3.connect(warehouse.lake.sqlite_file) as catalog_db:
+        assert catalog_db.execute("DELETE FROM ducklake_metadata WHERE key = 'data_inlining_row_limit'").rowcount == 2
+    catalog_db.close()
+    assert run_nightly(warehouse, second, instance).success
+    with lake.reader(warehouse.lake) as con:
+        assert con.sql("SELECT option_name, value, scope, scope_entry FROM warehouse.options() "
+                       "WHERE option_name IN ('parquet_compression', 'data_inlining_row_limit') ORDER BY ALL").fetchall() == [
+            ("data_inlining_row_limit", "2500", "TABLE", "report_versions.learner_certificate_history"),
+            ("data_inlining_row_limit", "2500", "TABLE", "report_versions.path_certificate_learners"),
+            ("parquet_compression", "zstd", "GLOBAL", None),
+        ]
+        for table in ("path_certificate_learners", "learner_certificate_history"):
+            first_rows, closed = con.sql(
+                f"SELECT count(*) FILTER (valid_from = DATE '{first}'), count(*) FILTER (valid_to = DATE '{second}') "
+                f"FROM report_versions.{table}").fetchall()[0]
+            # The first night's versions are one Parquet file, and the second
+            # closed some of them: each closing deleted the open version.
+            assert first_rows > publication.INLINED_ROWS and 0 < closed <= publication.INLINED_ROWS, (table, first_rows, closed)
+            files = con.execute("SELECT data_file, delete_file FROM ducklake_list_files('warehouse', ?, "
+                                "schema => 'report_versions')", [table]).fetchall()
+            assert files and all(delete_file is None for _, delete_file in files), (table, files)
+            [table_id] = con.execute("SELECT table_id FROM __ducklake_metadata_warehouse.ducklake_table "
+                                     "WHERE table_name = ? AND end_snapshot IS NULL", [table]).fetchone()
+            assert con.sql(f"SELECT count(*) FROM __ducklake_metadata_warehouse.ducklake_inlined_delete_{table_id}"
+                           ).fetchall() == [(closed,)], table
+        before = contents(con, lake.ALIAS)
+    maintenance.maintain(warehouse.lake, keep_snapshots=dt.timedelta(0), keep_unused_files=dt.timedelta(0))
+    with lake.reader(warehouse.lake) as con:
+        assert contents(con, lake.ALIAS) == before
+        assert con.sql("SELECT count(*) FROM (FROM ducklake_list_files('warehouse', 'learner_certificate_history', "
+                       "schema => 'report_versions')) WHERE delete_file IS NOT NULL").fetchall() == [(0,)]

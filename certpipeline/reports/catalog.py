@@ -64,6 +64,11 @@ class Table:
     build: Callable[[State], pl.DataFrame]
     key: tuple[str, ...]
     columns: tuple[Column, ...]
+    # One row per learner, most of them the same from one day to the next:
+    # a night closes a few of the versions in each of the lake's files of
+    # the table, and the lake keeps those deletes in its catalog
+    # (``publication.INLINED_ROWS``).
+    mostly_unchanged_nightly: bool = False
 
 
 @dataclass(frozen=True)
@@ -201,7 +206,7 @@ REPORTS: tuple[Report, ...] = (
         "path_certificate_learners",
         "Per certificate and enrolled learner: latest status, delivery and expiration (seed 001, active users).",
         table=Table(partial(path_certificates.path_certificate_learners, ordered=False),
-                    key=("certificate_id", "user_id"), columns=(
+                    key=("certificate_id", "user_id"), mostly_unchanged_nightly=True, columns=(
             Column("certificate_id", "VARCHAR", "The certificate."),
             Column("user_id", "VARCHAR", "An active learner with a non-deleted enrollment in a session granting it."),
             Column("learner_name", "VARCHAR", "The learner's name."),
@@ -228,7 +233,7 @@ REPORTS: tuple[Report, ...] = (
         "learner_certificate_history",
         "Per enrollment in a session granting a certificate (seed 001, active users).",
         table=Table(partial(path_certificates.learner_certificate_history, ordered=False),
-                    key=("enrollment_id", "certificate_id"), columns=(
+                    key=("enrollment_id", "certificate_id"), mostly_unchanged_nightly=True, columns=(
             Column("certificate_id", "VARCHAR", "The certificate the session grants."),
             Column("user_id", "VARCHAR", "The enrolled active learner."),
             Column("enrollment_id", "VARCHAR", "A non-deleted enrollment in a session granting the certificate."),
