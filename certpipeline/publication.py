@@ -134,12 +134,12 @@ def lake_options() -> dict[tuple[str, str | None], str]:
     }
 
 
-def _set_missing_options(con: duckdb.DuckDBPyConnection, tables: bool) -> None:
-    """Set the lake's or its tables' options of ``lake_options`` that its catalog lacks."""
+def _set_missing_options(con: duckdb.DuckDBPyConnection) -> None:
+    """Set the options of ``lake_options`` that the lake's catalog lacks."""
     existing = {(option, entry if scope == "TABLE" else None) for option, scope, entry in con.execute(
         f"SELECT option_name, scope, scope_entry FROM {W}.options()").fetchall()}
     for (option, table), value in lake_options().items():
-        if (table is not None) != tables or (option, table) in existing:
+        if (option, table) in existing:
             continue
         arguments = [sql_literals.text(option), sql_literals.text(value)]
         if table is not None:
@@ -149,9 +149,8 @@ def _set_missing_options(con: duckdb.DuckDBPyConnection, tables: bool) -> None:
 
 
 def ensure_lake_schema(con: duckdb.DuckDBPyConnection, work: str, public_request_columns: str) -> None:
-    """Create what the lake lacks: its options, then the tables and views of
-    ``lake_objects``, then its tables' options."""
-    _set_missing_options(con, tables=False)
+    """Create what the lake lacks: the tables and views of ``lake_objects``,
+    then its options (tables are created empty, so no file predates them)."""
     existing = {f"{s}.{t}" for s, t in con.execute(
         "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ? "
         "UNION ALL SELECT schema_name, view_name FROM duckdb_views() WHERE database_name = ?", [W, W]).fetchall()}
@@ -159,7 +158,7 @@ def ensure_lake_schema(con: duckdb.DuckDBPyConnection, work: str, public_request
                if qualified not in existing}
     if missing:
         _create(con, work, missing)
-    _set_missing_options(con, tables=True)
+    _set_missing_options(con)
 
 
 def _create(con: duckdb.DuckDBPyConnection, work: str, missing: dict[str, tuple[bool, str]]) -> None:

@@ -58,7 +58,7 @@ class WarehouseResource(dg.ConfigurableResource):
         fields = cls.from_settings(settings).model_dump()
         for variable in VARIABLES:
             if variable.field in fields and variable.field in settings.from_variables:
-                kind = dg.EnvVar.int if isinstance(fields[variable.field], int) else dg.EnvVar
+                kind = dg.EnvVar.int if cls.model_fields[variable.field].annotation is int else dg.EnvVar
                 fields[variable.field] = kind(variable.name)
         return cls(**fields)
 
