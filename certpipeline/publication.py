@@ -270,7 +270,7 @@ def _publish_once(con: duckdb.DuckDBPyConnection, work: str, landing_days: list[
             for table in HISTORY_TABLES:
                 con.execute(f"DELETE FROM {W}.{table} WHERE {on_days}event_id IN (SELECT event_id FROM published_events)")
                 con.execute(f"INSERT INTO {W}.{table} BY NAME SELECT * FROM {work}.{table} "
-                            "WHERE event_id IN (SELECT event_id FROM published_events)")
+                            f"WHERE {on_days}event_id IN (SELECT event_id FROM published_events)")
         for day in sorted(report_days):
             following = con.execute(f"SELECT min(report_date) FROM {W}.report_versions.report_dates "
                                     f"WHERE report_date > {sql_literals.date(day)}").fetchone()[0]

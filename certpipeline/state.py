@@ -379,13 +379,23 @@ def referential_problems(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """Events referring to entities the warehouse has never seen: one row per
     kind of reference, with how many referring events and a few examples.
     "Never seen" needs only the keys in the history tables, not the state as
-    of a day, so this reads them directly (the windowed views cost seconds)."""
-    parts = [
-        f"""SELECT '{source}s.{column}' AS reference, '{target}s' AS refers_to,
-                count(*) AS unresolved, list(DISTINCT s.{column} ORDER BY s.{column})[1:5] AS examples
-            FROM state.{source}_history s
-            ANTI JOIN (SELECT DISTINCT {key} FROM state.{target}_history) t ON s.{column} = t.{key}
-            WHERE s.{column} IS NOT NULL HAVING count(*) > 0"""
-        for source, column, target, key in REFERENCES
-    ]
+    of a day, so this reads them directly (the windowed views cost seconds).
+    The references to one entity are probed together, so that its history is
+    hashed once (users are referred to from four tables)."""
+    sources_by_target: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for source, column, target, key in REFERENCES:
+        sources_by_target.setdefault((target, key), []).append((source, column))
+    parts = []
+    for (target, key), sources in sources_by_target.items():
+        references = " UNION ALL ".join(
+            f"SELECT '{source}s.{column}' AS reference, {column} AS referred FROM state.{source}_history "
+            f"WHERE {column} IS NOT NULL"
+            for source, column in sources
+        )
+        parts.append(
+            f"""SELECT reference, '{target}s' AS refers_to, count(*) AS unresolved,
+                    list(DISTINCT referred ORDER BY referred)[1:5] AS examples
+                FROM ({references}) s ANTI JOIN state.{target}_history t ON s.referred = t.{key}
+                GROUP BY reference"""
+        )
     return con.sql(" UNION ALL ".join(parts) + " ORDER BY reference").pl()

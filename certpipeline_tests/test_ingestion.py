@@ -264,6 +264,35 @@ def test_unresolved_references_are_reported_by_an_asset_check(landing, warehouse
     assert "enrollments.session_id" in str(check.metadata["preview"].records)
 
 
+def test_unresolved_references_are_counted_per_reference_with_examples(landing, warehouse, instance):
+    landing.user(D1, "u1")
+    landing.course(D1, "c1")
+    landing.session(D1, "s1", "c1")
+    landing.certificate(D1, "cert1")
+    # Users are referred to from enrollments, awards and memberships: each
+    # reference is counted on its own row, its examples in order.
+    landing.enroll(D1, "n1", "u1", "s1")
+    landing.enroll(D1, "n2", "u9", "s1")
+    landing.enroll(D1, "n3", "u8", "s-gone")
+    landing.enroll(D1, "n4", "u9", "s1")
+    landing.award(D1, "a1", "u7", "cert1", "2026-11-20T10:00:00Z", enrollment_id="n1")
+    landing.award(D1, "a2", "u1", "cert-gone", "2026-11-20T10:00:00Z", enrollment_id="n-gone", course_id="c1")
+    landing.group(D1, "g1")
+    landing.member(D1, "g1", "u1")
+    landing.member(D1, "g-gone", "u1")
+    run_nightly(warehouse, D1, instance)
+    with warehouse.work() as con:
+        problems = state.referential_problems(con)
+    assert problems.rows() == [
+        ("awards.certificate_id", "certificates", 1, ["cert-gone"]),
+        ("awards.enrollment_id", "enrollments", 1, ["n-gone"]),
+        ("awards.user_id", "users", 1, ["u7"]),
+        ("enrollments.session_id", "sessions", 1, ["s-gone"]),
+        ("enrollments.user_id", "users", 3, ["u8", "u9"]),
+        ("group_members.group_id", "groups", 1, ["g-gone"]),
+    ]
+
+
 @pytest.mark.parametrize(
     ("data", "lines"),
     [
