@@ -258,6 +258,9 @@ def _publish_once(con: duckdb.DuckDBPyConnection, work: str, landing_days: list[
             # file of other days by its statistics. An event an older version
             # noted without days is replaced whatever the day: that version
             # could forget a re-ingested day before refreshing the event.
+            # The working row is read from the same days: it sits on the
+            # landing day of the event's counted copy now, one of the days
+            # noted with it (a scan of every working row took 0.6 s at 1M).
             on_days = ""
             if not con.execute(f"SELECT count(*) FROM {work}.publication.pending_events "
                                "WHERE landing_date IS NULL").fetchone()[0]:
