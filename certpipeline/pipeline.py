@@ -146,12 +146,16 @@ def build_and_check_report_snapshots(
     """Every ``reports.*`` snapshot for each of ``days``, written day by day,
     and the checks over all days. A day's state and reports are dropped before
     the next day's: a month of days at a million learners held every day's
-    frames at once (16.5 GiB), where a day needs about 2."""
+    frames at once (16.5 GiB), where a day needs about 2. Each day's state
+    is carried forward from the day before (the range's history is complete
+    before its first report): at a million learners 0.44-0.50 s a day
+    instead of 2.1 s."""
     row_counts = dict.fromkeys(tables.REPORT_BUILDERS, 0)
     first_rows: dict[str, list[pl.DataFrame]] = {name: [] for name in tables.REPORT_BUILDERS}
     outcomes = {}
-    for day in days:
-        as_of = tables.report_state(con, day)
+    as_of = None
+    for day in sorted(days):
+        as_of = tables.report_state(con, day, previous=as_of)
         reports = build_report_snapshots(con, day, as_of)
         outcomes[day] = checks.run_report_checks(con, day, as_of)
         for name, frame in reports.items():
@@ -162,7 +166,8 @@ def build_and_check_report_snapshots(
                 key = list(catalog.TABLES[name].key)
                 first = frame.bottom_k(keep_rows, by=key).sort(key, nulls_last=True)
                 first_rows[name].append(pl.DataFrame(first.to_dicts(), schema=frame.schema))
-        del as_of, reports
+        del reports
+        as_of.drop_derived()
     return ReportRange(row_counts, {name: pl.concat(parts).head(keep_rows) for name, parts in first_rows.items()},
                        checks.combine_days(outcomes))
 

@@ -15,7 +15,7 @@ import duckdb
 import polars as pl
 
 from certpipeline.reports import catalog, snapshots
-from certpipeline.state import State, load_state
+from certpipeline.state import State, advance_state, load_state
 
 # Every report table and its builder, from the catalog, in the contract's order.
 REPORT_BUILDERS: dict[str, Callable[[State], pl.DataFrame]] = {name: table.build for name, table in catalog.TABLES.items()}
@@ -28,8 +28,12 @@ REPORT_ENTITIES = ("users", "groups", "courses", "sessions", "certificates", "en
 REPORT_ATTRIBUTES = {"user": ("name", "email"), "enrollment_progress": ("status",)}
 
 
-def report_state(con: duckdb.DuckDBPyConnection, day: dt.date) -> State:
-    """The state as of ``day``, as much of it as the report tables read."""
+def report_state(con: duckdb.DuckDBPyConnection, day: dt.date, previous: State | None = None) -> State:
+    """The state as of ``day``, as much of it as the report tables read;
+    carried forward from ``previous`` (this function's state as of an earlier
+    day, from the same history) when given."""
+    if previous is not None and previous.as_of < day:
+        return advance_state(con, previous, day, entities=REPORT_ENTITIES, attributes=REPORT_ATTRIBUTES)
     return load_state(con, day, entities=REPORT_ENTITIES, attributes=REPORT_ATTRIBUTES)
 
 
