@@ -317,7 +317,7 @@ class State:
 
 
 # Every frame of a State, in its order.
-_STATE_FRAMES = tuple(f.name for f in fields(State) if f.init and f.name != "as_of")
+STATE_FRAMES = tuple(f.name for f in fields(State) if f.init and f.name != "as_of")
 
 # What a permission check needs: no enrollments, awards or answers.
 CATALOG_ENTITIES = ("users", "groups", "group_members", "group_closure", "courses", "sessions", "certificates")
@@ -365,12 +365,12 @@ def load_state(
 
 
 # The large frames a later day's state can be carried forward for: each has
-# one row per key, computed from that key's history rows alone (frame ->
-# the histories it reads, and their common key).
+# one row per key, computed from that key's history rows alone (frame -> the
+# histories it reads, which share their entity key).
 _CARRIED = {
-    "users": (("user",), "user_id"),
-    "enrollments": (("enrollment", "enrollment_progress"), "enrollment_id"),
-    "awards": (("award",), "award_id"),
+    "users": ("user",),
+    "enrollments": ("enrollment", "enrollment_progress"),
+    "awards": ("award",),
 }
 
 
@@ -393,13 +393,14 @@ def advance_state(
     if day <= previous.as_of:
         raise ValueError(f"advance_state: {day} is not after the previous state's day {previous.as_of}")
     carried = [name for name in _CARRIED if entities is None or name in entities]
-    fresh = load_state(con, day, entities=tuple(e for e in entities or _STATE_FRAMES if e not in carried),
+    fresh = load_state(con, day, entities=tuple(e for e in entities or STATE_FRAMES if e not in carried),
                        attributes=attributes)
     histories = _only(HISTORY_TABLES, attributes) if attributes else dict(HISTORY_TABLES)
     since, until = cutoff_literal(previous.as_of), cutoff_literal(day)
-    frames = {name: getattr(fresh, name) for name in _STATE_FRAMES}
+    frames = {name: getattr(fresh, name) for name in STATE_FRAMES}
     for name in carried:
-        history_entities, key = _CARRIED[name]
+        history_entities = _CARRIED[name]
+        (key,) = ENTITIES[history_entities[0]].key
         changed = con.sql(" UNION ".join(
             f"SELECT {key} FROM {HISTORY_TABLES[entity]} WHERE occurred_at >= {since} AND occurred_at < {until}"
             for entity in history_entities)).pl()

@@ -14,12 +14,10 @@ from polars.testing import assert_frame_equal
 from certpipeline.generate import generate_landing
 from certpipeline import rules
 from certpipeline.reports import course_dashboard, path_certificates, tables
-from certpipeline.state import State, advance_state, load_state
+from certpipeline.state import STATE_FRAMES, State, advance_state, load_state
 from certpipeline_tests.conftest import Landing, run_nightly
 
 LAST_DAY = dt.date(2026, 11, 20)
-STATE_FRAMES = ("users", "groups", "group_members", "group_closure", "courses", "sessions", "certificates",
-                "enrollments", "awards", "answers")
 
 
 def _three_nights(data_dir, warehouse, instance, seed: int) -> None:
