@@ -162,9 +162,12 @@ def test_a_run_killed_while_holding_the_pool_slot_is_failed_and_the_next_run_get
     day = DAY.isoformat()
     script = tmp_path / "killed_run.py"
     script.write_text(KILLED_RUN)
-    victim = subprocess.Popen([sys.executable, str(script), str(home), str(world.paths.root), day],
-                              cwd=Path(__file__).resolve().parent.parent, env={**os.environ})
+    # The instance is built (its SQLite storage created) before the run's
+    # process builds its own: two processes creating it at once race on
+    # Dagster's alembic table, which the CLI guards with a file lock.
     with dg.DagsterInstance.from_config(str(home)) as instance:
+        victim = subprocess.Popen([sys.executable, str(script), str(home), str(world.paths.root), day],
+                                  cwd=Path(__file__).resolve().parent.parent, env={**os.environ})
         try:
             def slot_claimed():
                 assert victim.poll() is None, "the run's process ended before it was killed"
