@@ -20,6 +20,7 @@ POINTS = (
     "ingest.file_loaded",  # inside the ingestion transaction, after the first file
     "history.refreshing",  # inside the entity-history transaction, before commit
     "reports.table_written",  # after the first table's snapshot file of the day is in place
+    "carried.files_written",  # a run's state is saved in files, not yet named as the one to carry
     "publish.lake_written",  # inside the lake transaction, before it commits
     "publish.lake_committed",  # the lake has the night, the working database still lists it as pending
     "request.file_written",  # the report file is in place, the request not yet marked Success

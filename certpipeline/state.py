@@ -16,6 +16,7 @@ wins: an upsert after a delete brings the entity back.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -95,11 +96,25 @@ def _select_history(entity: str, source: str = "raw.events", where: str = "true"
     )
 
 
+# The report state one run leaves for the next (``carried_state``): which
+# saved frames may be used, and the keys whose history rows a refresh deleted
+# or inserted since they were saved.
+CARRIED_SAVED = "carried.saved"
+CARRIED_CHANGED_KEYS = "carried.changed_keys"
+CARRIED_DDL = f"""
+CREATE SCHEMA IF NOT EXISTS carried;
+CREATE TABLE IF NOT EXISTS {CARRIED_SAVED} (token VARCHAR NOT NULL, as_of DATE NOT NULL, fingerprint VARCHAR NOT NULL);
+CREATE TABLE IF NOT EXISTS {CARRIED_CHANGED_KEYS} (frame VARCHAR NOT NULL, key VARCHAR NOT NULL);
+"""
+
+
 def history_ddl() -> list[str]:
-    """The statements that create the history tables (when missing) and the
-    current-state views (``state.users`` and friends, for analysts)."""
+    """The statements that create the history tables (when missing), the
+    current-state views (``state.users`` and friends, for analysts) and the
+    carried state's bookkeeping."""
     return [
         "CREATE SCHEMA IF NOT EXISTS state",
+        CARRIED_DDL,
         *(f"CREATE TABLE IF NOT EXISTS {table} AS {_select_history(entity, where='false')}"
           for entity, table in HISTORY_TABLES.items()),
         *(f"CREATE OR REPLACE VIEW state.{name} AS {query}" for name, query in state_queries(NO_CUTOFF).items()),
@@ -132,15 +147,20 @@ def refresh_history(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         days = [day for (day,) in con.execute("SELECT DISTINCT landing_date FROM raw.history_refresh_queue").fetchall()]
         on_days = "true" if None in days else f"landing_date IN ({', '.join(sql_literals.date(day) for day in days) or 'NULL'})"
         affected = f"{on_days} AND event_id IN (SELECT event_id FROM affected_event_ids)"
+        # While a carried state is saved, the keys of the rows deleted and
+        # inserted are what it must compute again.
+        carried = _CARRIED_BY_HISTORY if con.execute(f"SELECT count(*) FROM {CARRIED_SAVED}").fetchone()[0] else {}
         for entity, table in HISTORY_TABLES.items():
+            returning = f" RETURNING {ENTITIES[entity].key[0]}" if entity in carried else ""
             # An event's row is on the day of its counted copy at the last
             # refresh, one of the days queued with it: other days' rows are
             # skipped by their statistics, and a table with no row on those
             # days is not probed at all (each probe hashes every queued id:
             # 0.6-1.1 s a table on a first day at a million learners).
             if con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {on_days} LIMIT 1)").fetchone()[0]:
-                con.execute(f"DELETE FROM {table} WHERE {affected}")
-            con.execute(f"INSERT INTO {table} " + _select_history(entity, where=affected))
+                _record_changed(con, carried.get(entity), con.execute(f"DELETE FROM {table} WHERE {affected}{returning}"))
+            _record_changed(con, carried.get(entity),
+                            con.execute(f"INSERT INTO {table} " + _select_history(entity, where=affected) + returning))
         # The refreshed rows go to the lake at the next publication, which
         # replaces the lake's rows of these events on the days queued with them.
         con.execute("INSERT INTO publication.pending_events SELECT DISTINCT event_id, landing_date "
@@ -161,6 +181,15 @@ def refresh_history(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 # cannot hold one, and with one the relations ``load_state`` reads ran three
 # times slower.
 NO_CUTOFF = "TIMESTAMPTZ 'infinity'"
+
+
+def _record_changed(con: duckdb.DuckDBPyConnection, frame: str | None, returned: duckdb.DuckDBPyConnection) -> None:
+    """Note the keys a history statement ``RETURNING`` its key column gave as
+    changed for the carried ``frame`` (nothing when none is carried)."""
+    if frame is None:
+        return
+    changed_keys = returned.arrow()  # noqa: F841 (read by name below)
+    con.execute(f"INSERT INTO {CARRIED_CHANGED_KEYS} SELECT ?, * FROM changed_keys", [frame])
 
 
 def cutoff_after(day: dt.date) -> dt.datetime:
@@ -372,6 +401,17 @@ _CARRIED = {
     "enrollments": ("enrollment", "enrollment_progress"),
     "awards": ("award",),
 }
+CARRIED_FRAMES = tuple(_CARRIED)
+_CARRIED_BY_HISTORY = {entity: frame for frame, entities in _CARRIED.items() for entity in entities}
+
+
+def carried_fingerprint(attributes: dict[str, tuple[str, ...]] | None) -> str:
+    """What carried frames loaded with ``attributes`` are computed by: their
+    queries and the history's schema. A saved state computed otherwise is
+    not carried forward."""
+    queries = state_queries(NO_CUTOFF, _only(HISTORY_TABLES, attributes) if attributes else HISTORY_TABLES)
+    text = "\n;\n".join([*history_ddl(), *(queries[name] for name in CARRIED_FRAMES)])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def advance_state(
@@ -380,11 +420,16 @@ def advance_state(
     day: dt.date,
     entities: tuple[str, ...] | None = None,
     attributes: dict[str, tuple[str, ...]] | None = None,
+    changed_since: str | None = None,
 ) -> State:
     """What ``load_state(con, day, entities, attributes=attributes)`` returns,
     from ``previous``: that state as of an earlier day, loaded with the same
-    entities and attributes from the same history rows (the days of one
-    range run, whose history is complete before its first report).
+    entities and attributes (only its large frames, ``CARRIED_FRAMES``, are
+    read). Either from the same history rows (the days of one range run,
+    whose history is complete before its first report), or, with
+    ``changed_since`` (a relation of frame, key), from history rows that
+    differ from today's only in the keys it names (a saved state,
+    ``carried_state``).
 
     With the history unchanged, a key's state can only differ between the two
     days if one of its events occurred between the two cutoffs: only those
@@ -401,9 +446,12 @@ def advance_state(
     for name in carried:
         history_entities = _CARRIED[name]
         (key,) = ENTITIES[history_entities[0]].key
-        changed = con.sql(" UNION ".join(
-            f"SELECT {key} FROM {HISTORY_TABLES[entity]} WHERE occurred_at >= {since} AND occurred_at < {until}"
-            for entity in history_entities)).pl()
+        changed = con.sql(" UNION ".join([
+            *(f"SELECT {key} FROM {HISTORY_TABLES[entity]} WHERE occurred_at >= {since} AND occurred_at < {until}"
+              for entity in history_entities),
+            *([f"SELECT key AS {key} FROM {changed_since} WHERE frame = {sql_literals.text(name)}"]
+              if changed_since else []),
+        ])).pl()
         con.register("changed_keys", changed)
         try:
             narrowed = {**histories, **{

@@ -10,19 +10,22 @@ import sys
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pytest
 
-from certpipeline import lake
+from certpipeline import carried_state, lake
 from certpipeline.defs.resources import WarehouseResource
 from certpipeline.faults import POINTS
 from certpipeline.generate import generate_landing
 from certpipeline.reports import snapshots
+from certpipeline.state import CARRIED_FRAMES
 from certpipeline_tests.conftest import admin_and_largest_batch, contents
 
 LAST_DAY = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
 DAYS = [LAST_DAY - dt.timedelta(days=1), LAST_DAY]
 # Columns that record when something happened, not what.
-VOLATILE_COLUMNS = {"ingested_at", "requested_at", "completed_at", "lease_expires_at"}
+# token: the carried state's files are named at random; their rows are compared instead.
+VOLATILE_COLUMNS = {"ingested_at", "requested_at", "completed_at", "lease_expires_at", "token"}
 
 
 def cli(data_dir: Path, *args, crash_at: str | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -51,7 +54,11 @@ def database_contents(path: Path) -> dict[str, list[tuple]]:
     try:
         rows = contents(con, con.sql("SELECT current_database()").fetchall()[0][0], VOLATILE_COLUMNS)
         snapshots.attach_views(con)
-        return rows | contents(con, snapshots.FOLDER_NAME, VOLATILE_COLUMNS)
+        [(token,)] = con.execute("SELECT token FROM carried.saved").fetchall()
+        carried = {f"carried files: {name}": pl.read_ipc(path.parent / carried_state.FOLDER_NAME / token / f"{name}.arrow")
+                   for name in CARRIED_FRAMES}
+        return rows | contents(con, snapshots.FOLDER_NAME, VOLATILE_COLUMNS) | {
+            name: frame.sort(frame.columns, nulls_last=True).rows() for name, frame in carried.items()}
     finally:
         con.close()
 

@@ -14,8 +14,9 @@ from collections.abc import Callable
 import duckdb
 import polars as pl
 
+from certpipeline import carried_state
 from certpipeline.reports import catalog, snapshots
-from certpipeline.state import State, advance_state, load_state
+from certpipeline.state import CARRIED_CHANGED_KEYS, State, advance_state, load_state
 
 # Every report table and its builder, from the catalog, in the contract's order.
 REPORT_BUILDERS: dict[str, Callable[[State], pl.DataFrame]] = {name: table.build for name, table in catalog.TABLES.items()}
@@ -31,10 +32,21 @@ REPORT_ATTRIBUTES = {"user": ("name", "email"), "enrollment_progress": ("status"
 def report_state(con: duckdb.DuckDBPyConnection, day: dt.date, previous: State | None = None) -> State:
     """The state as of ``day``, as much of it as the report tables read;
     carried forward from ``previous`` (this function's state as of an earlier
-    day, from the same history) when given."""
+    day, from the same history) when given, else from the state an earlier
+    run saved (``keep_report_state``) when it can be."""
     if previous is not None and previous.as_of < day:
         return advance_state(con, previous, day, entities=REPORT_ENTITIES, attributes=REPORT_ATTRIBUTES)
+    saved = carried_state.load(con, day, REPORT_ATTRIBUTES) if previous is None else None
+    if saved is not None:
+        return advance_state(con, saved, day, entities=REPORT_ENTITIES, attributes=REPORT_ATTRIBUTES,
+                             changed_since=CARRIED_CHANGED_KEYS)
     return load_state(con, day, entities=REPORT_ENTITIES, attributes=REPORT_ATTRIBUTES)
+
+
+def keep_report_state(con: duckdb.DuckDBPyConnection, as_of: State) -> None:
+    """Save ``as_of`` (``report_state``'s, with the history unchanged since)
+    for the next run to carry forward."""
+    carried_state.save(con, as_of, REPORT_ATTRIBUTES)
 
 
 def build_reports(state: State) -> dict[str, pl.DataFrame]:
