@@ -147,6 +147,13 @@ def refresh_history(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         days = [day for (day,) in con.execute("SELECT DISTINCT landing_date FROM raw.history_refresh_queue").fetchall()]
         on_days = "true" if None in days else f"landing_date IN ({', '.join(sql_literals.date(day) for day in days) or 'NULL'})"
         affected = f"{on_days} AND event_id IN (SELECT event_id FROM affected_event_ids)"
+        if None not in days and _mostly_queued(con, on_days):
+            # Those days' history is derived again whole, which gives the
+            # same rows: an event's row sits on its counted copy's day, and
+            # any event whose counted copy moved is queued with both days.
+            # Cheaper when most of their events are queued (a day ingested
+            # for the first time) than probing every table for the ids.
+            affected = on_days
         # While a carried state is saved, the keys of the rows deleted and
         # inserted are what it must compute again.
         carried = _CARRIED_BY_HISTORY if con.execute(f"SELECT count(*) FROM {CARRIED_SAVED}").fetchone()[0] else {}
@@ -181,6 +188,13 @@ def refresh_history(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 # cannot hold one, and with one the relations ``load_state`` reads ran three
 # times slower.
 NO_CUTOFF = "TIMESTAMPTZ 'infinity'"
+
+
+def _mostly_queued(con: duckdb.DuckDBPyConnection, on_days: str) -> bool:
+    """Whether the queued events are at least half of the raw rows on their days."""
+    queued, = con.execute("SELECT count(*) FROM affected_event_ids").fetchone()
+    on_those_days, = con.execute(f"SELECT count(*) FROM raw.events WHERE {on_days}").fetchone()
+    return 2 * queued >= on_those_days
 
 
 def _record_changed(con: duckdb.DuckDBPyConnection, frame: str | None, returned: duckdb.DuckDBPyConnection) -> None:

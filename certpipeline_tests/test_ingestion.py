@@ -5,10 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
+import shutil
 
 import pytest
 
 from certpipeline import ingestion, landing_files, state
+from certpipeline.defs.resources import WarehouseResource
+from certpipeline.generate import generate_landing
 from certpipeline.state import load_state
 from certpipeline_tests.conftest import query, run_nightly
 
@@ -362,3 +365,58 @@ def test_a_file_longer_than_a_validation_chunk_keeps_every_line_in_its_place(lan
             "AND (payload->>'user_id') = 'u' || line_number) FROM raw.events").fetchone() == (lines - 4, lines - 4)
         assert con.execute("SELECT line_number, raw_line, reason FROM raw.rejected_events ORDER BY 1").fetchall() == [
             (number, "{broken " + str(number), "not valid JSON") for number in sorted(bad)]
+
+
+@pytest.mark.slow
+def test_a_refresh_gives_the_same_history_whether_it_derives_whole_days_or_probes_the_queued_ids(tmp_path, monkeypatch):
+    """A refresh whose queued events are most of their days' derives those
+    days' history whole; otherwise it probes each table for the queued ids.
+    Both give the history one refresh of the final files gives, also when
+    counted copies move between days (a day ingested out of order, then
+    again without its copies)."""
+    source = tmp_path / "source"
+    generate_landing(source, learners=300, days=4, seed=9, end_date=dt.date(2026, 11, 20))
+    days = sorted(dt.date.fromisoformat(path.name.removeprefix("date=")) for path in (source / "landing" / "events").iterdir())
+    second = source / "landing" / "events" / f"date={days[1]}" / "part-00000.jsonl"
+    original = second.read_bytes()
+    last_lines = (source / "landing" / "events" / f"date={days[3]}" / "part-00000.jsonl").read_bytes().splitlines()
+    with_copies = original + b"\n".join(last_lines[:60]) + b"\n"
+
+    def histories(con) -> dict[str, list[tuple]]:
+        return {table: con.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall() for table in state.HISTORY_TABLES.values()}
+
+    def ingest(con, warehouse, day):
+        ingestion.ingest_day(con, warehouse.paths, day)
+        state.refresh_history(con)
+
+    results = {}
+    for whole_days in (True, False):
+        monkeypatch.setattr(state, "_mostly_queued", lambda con, on_days, whole_days=whole_days: whole_days)
+        data_dir = tmp_path / f"whole_days_{whole_days}"
+        shutil.copytree(source / "landing", data_dir / "landing")
+        landing_second = data_dir / "landing" / "events" / f"date={days[1]}" / "part-00000.jsonl"
+        landing_second.write_bytes(with_copies)
+        warehouse = WarehouseResource(data_dir=str(data_dir))
+        with warehouse.work() as con:
+            for day in (days[0], days[3], days[2], days[1]):  # the second day's copies take over the last day's
+                ingest(con, warehouse, day)
+            moved = con.execute("SELECT count(*) FROM state.user_history WHERE landing_date = ? AND event_id IN "
+                                "(SELECT event_id FROM raw.events WHERE landing_date = ?)", [days[1], days[3]]).fetchone()
+            intermediate = histories(con)
+            landing_second.write_bytes(original)
+            ingest(con, warehouse, days[1])  # and give them back
+            results[whole_days] = (moved, intermediate, histories(con))
+    monkeypatch.undo()
+    truth_dir = tmp_path / "truth"
+    shutil.copytree(source / "landing", truth_dir / "landing")
+    truth = WarehouseResource(data_dir=str(truth_dir))
+    with truth.work() as con:
+        for day in days:
+            ingestion.ingest_day(con, truth.paths, day)
+        state.refresh_history(con)
+        expected = histories(con)
+    (moved, intermediate, final), (_, other_intermediate, other_final) = results[True], results[False]
+    assert moved[0] > 0
+    assert intermediate == other_intermediate
+    assert final == other_final == expected
+    assert sum(len(rows) for rows in expected.values()) > 2000
