@@ -366,12 +366,12 @@ STATE_FRAMES = tuple(f.name for f in fields(State) if f.init and f.name != "as_o
 CATALOG_ENTITIES = ("users", "groups", "group_members", "group_closure", "courses", "sessions", "certificates")
 
 
-def _only(histories: dict[str, str], attributes: dict[str, tuple[str, ...]]) -> dict[str, str]:
+def _only(histories: dict[str, str], attributes: dict[str, tuple[str, ...]] | None) -> dict[str, str]:
     """``histories`` with each entity in ``attributes`` narrowed to its event
     columns, key, lifecycle flag and those attributes, in history order: the
     state is then aggregated over what is read, not every payload column."""
     narrowed = dict(histories)
-    for entity, wanted in attributes.items():
+    for entity, wanted in (attributes or {}).items():
         definition = ENTITIES[entity]
         kept = {*definition.key, definition.ended_flag, *wanted}
         columns = [name for name in _payload_names(definition) if name in kept]
@@ -395,8 +395,7 @@ def load_state(
     With ``attributes`` (entity -> payload columns), those entities' frames
     hold only their key, lifecycle flag and those columns."""
     histories = _scope_batches(con, batches, list(also_users)) if batches is not None else HISTORY_TABLES
-    if attributes:
-        histories = _only(histories, attributes)
+    histories = _only(histories, attributes)
     frames = {}
     # A relation, not an executed statement: DuckDB hands a relation's result
     # to Arrow on every thread, an executed statement's on one.
@@ -423,7 +422,7 @@ def carried_fingerprint(attributes: dict[str, tuple[str, ...]] | None) -> str:
     """What carried frames loaded with ``attributes`` are computed by: their
     queries and the history's schema. A saved state computed otherwise is
     not carried forward."""
-    queries = state_queries(NO_CUTOFF, _only(HISTORY_TABLES, attributes) if attributes else HISTORY_TABLES)
+    queries = state_queries(NO_CUTOFF, _only(HISTORY_TABLES, attributes))
     text = "\n;\n".join([*history_ddl(), *(queries[name] for name in CARRIED_FRAMES)])
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -454,7 +453,7 @@ def advance_state(
     carried = [name for name in _CARRIED if entities is None or name in entities]
     fresh = load_state(con, day, entities=tuple(e for e in entities or STATE_FRAMES if e not in carried),
                        attributes=attributes)
-    histories = _only(HISTORY_TABLES, attributes) if attributes else dict(HISTORY_TABLES)
+    histories = _only(HISTORY_TABLES, attributes)
     since, until = cutoff_literal(previous.as_of), cutoff_literal(day)
     frames = {name: getattr(fresh, name) for name in STATE_FRAMES}
     for name in carried:

@@ -103,6 +103,17 @@ def owner_only_from_now_on() -> None:
     os.umask(0o077)
 
 
+def database_folder(con: duckdb.DuckDBPyConnection, database: str | None = None) -> Path:
+    """The folder of the database file ``con`` works in (or has attached as
+    ``database``): the working database keeps its snapshot files and its
+    saved state beside it."""
+    (path,) = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = coalesce(?, current_database())",
+                          [database]).fetchone()
+    if not path:
+        raise ValueError("this belongs to a working database file, not to an in-memory database")
+    return Path(path).parent
+
+
 def private_directory(path: Path) -> Path:
     path.mkdir(mode=PRIVATE_DIRECTORY_MODE, parents=True, exist_ok=True)
     os.chmod(path, PRIVATE_DIRECTORY_MODE)

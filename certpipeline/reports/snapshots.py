@@ -23,7 +23,7 @@ from certpipeline import sql_literals
 from certpipeline.atomic_files import replace_atomically
 from certpipeline.faults import crash_point
 from certpipeline.reports import catalog
-from certpipeline.warehouse import private_directory
+from certpipeline.warehouse import database_folder, private_directory
 
 FOLDER_NAME = "reports"
 # zstd: a third smaller than lz4 or snappy for the same writing time (bench).
@@ -33,11 +33,7 @@ COMPRESSION = "zstd"
 def folder(con: duckdb.DuckDBPyConnection, database: str | None = None) -> Path:
     """The snapshot folder of the working database ``con`` is connected to
     (or has attached as ``database``)."""
-    (path,) = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = coalesce(?, current_database())",
-                          [database]).fetchone()
-    if not path:
-        raise ValueError("report snapshots belong to a working database file, not to an in-memory database")
-    return Path(path).parent / FOLDER_NAME
+    return database_folder(con, database) / FOLDER_NAME
 
 
 def file(con: duckdb.DuckDBPyConnection, name: str, day: dt.date) -> Path:
