@@ -13,7 +13,6 @@ from the event contract, is ``event_validation``.
 from __future__ import annotations
 
 import datetime as dt
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+from zlib_ng import zlib_ng
 
 from certpipeline.event_validation import VALIDATION_SQL
 from certpipeline.faults import crash_point
@@ -142,7 +142,7 @@ def _ingest_file(con: duckdb.DuckDBPyConnection, paths: DataPaths, day: dt.date,
             for lines, oversized in read_line_batches(stream, limits):
                 _ingest_lines(con, day, name, lines_read, lines, oversized, limits)
                 lines_read += len(lines)
-    except (FileRejected, OSError, EOFError, zlib.error) as error:
+    except (FileRejected, OSError, EOFError, zlib_ng.error) as error:
         # The file cannot be read (whole): what was read of it goes, and one
         # rejection says why; the rest of the day lands.
         reason = str(error) if isinstance(error, FileRejected) else f"file is not readable: {type(error).__name__}: {error}"

@@ -10,7 +10,6 @@ memory is bounded by a chunk and a line, not by the file.
 from __future__ import annotations
 
 import datetime as dt
-import gzip
 import os
 import stat
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from zlib_ng import gzip_ng
 
 from certpipeline.warehouse import DataPaths
 
@@ -139,8 +139,8 @@ def open_landing_file(path: Path) -> BinaryIO:
     if not stat.S_ISREG(os.fstat(descriptor).st_mode):
         handle.close()
         raise FileRejected("not a regular file")
-    # GzipFile.read(n) decompresses at most n bytes at a time: a bomb costs a chunk, not its size.
-    return gzip.GzipFile(fileobj=handle, mode="rb") if path.name.endswith(".gz") else handle
+    # GzipNGFile.read(n), like gzip.GzipFile, decompresses at most n bytes at a time: a bomb costs a chunk, not its size.
+    return gzip_ng.GzipNGFile(fileobj=handle, mode="rb") if path.name.endswith(".gz") else handle
 
 
 def read_line_batches(stream: BinaryIO, limits: LandingLimits) -> Iterator[tuple[pa.Array, pa.Array]]:

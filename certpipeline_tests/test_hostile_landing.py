@@ -96,6 +96,42 @@ def test_a_file_expanding_beyond_the_limit_is_one_rejection_and_the_day_lands(tm
     assert con.execute("SELECT event_id FROM raw.events").fetchall() == [("good-1",)]
 
 
+def _numbered_lines(count: int) -> bytes:
+    return b"".join(GOOD_LINE.replace(b"good-1", f"late-{n}".encode()) + b"\n" for n in range(count))
+
+
+@pytest.mark.parametrize(("damage", "reason"), [
+    ("truncated", "EOFError: Compressed file ended before the end-of-stream marker was reached"),
+    ("invalid block", "error: Error -3 while decompressing data: invalid block type"),
+    ("wrong checksum", "BadGzipFile: CRC check failed 0 != "),
+])
+def test_a_gzip_that_breaks_after_batches_were_read_is_rejected_whole_and_the_rest_lands(tmp_path, damage, reason):
+    """The break comes after several batches were read and validated: none of
+    the file's lines stay, its one rejection says why (the decompressor's own
+    error types included), the next file lands."""
+    paths = DataPaths(tmp_path)
+    folder = paths.landing_day(DAY)
+    folder.mkdir(parents=True)
+    whole = gzip.compress(_numbered_lines(400), mtime=0)
+    broken = {
+        "truncated": whole[: len(whole) * 3 // 4],
+        # A second member whose first deflate block has the reserved type 3.
+        "invalid block": whole + whole[:10] + b"\x07" + bytes(20),
+        "wrong checksum": whole[:-8] + bytes(4) + whole[-4:],
+    }[damage]
+    (folder / "a-broken.jsonl.gz").write_bytes(broken)
+    (folder / "b-good.jsonl").write_bytes(GOOD_LINE + b"\n")
+    con = work_connection()
+    limits = LandingLimits(max_line_bytes=1000, max_file_bytes=10**9, read_chunk_bytes=2048)
+    accounts = ingestion.ingest_day(con, paths, DAY, limits)
+    assert [(a.file, a.lines_read, a.accepted, a.rejected) for a in accounts] == [
+        (f"date={DAY}/a-broken.jsonl.gz", 0, 0, 0), (f"date={DAY}/b-good.jsonl", 1, 1, 0)]
+    assert accounts[0].file_rejection.startswith("file is not readable: " + reason), accounts[0].file_rejection
+    assert accounts[1].file_rejection is None
+    assert con.execute("SELECT event_id FROM raw.events").fetchall() == [("good-1",)]
+    assert con.execute("SELECT count(*) FROM raw.rejected_events").fetchone()[0] == 1
+
+
 BOMB_LINE_BYTES = 1024 * 1024 * 1024  # 1 GiB of one line, about 1 MB gzipped
 
 MEASURE = """
